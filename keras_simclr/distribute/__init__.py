@@ -1,0 +1,19 @@
+"""Distribution: strategy resolution and cross-replica helpers.
+
+The only package that touches `tf.distribute` (imported lazily, so the
+package imports on JAX without TensorFlow).
+"""
+
+from keras_simclr.distribute.cross_replica import cross_replica_concat
+from keras_simclr.distribute.cross_replica import num_replicas_in_sync
+from keras_simclr.distribute.strategy import check_global_batch
+from keras_simclr.distribute.strategy import replicas_of
+from keras_simclr.distribute.strategy import resolve_strategy
+
+__all__ = [
+    "check_global_batch",
+    "cross_replica_concat",
+    "num_replicas_in_sync",
+    "replicas_of",
+    "resolve_strategy",
+]

@@ -1,0 +1,15 @@
+"""Models: the ResNet encoder, the projection head and the contrastive models."""
+
+from keras_simclr.models.contrastive_model import ContrastiveModel
+from keras_simclr.models.encoders import ENCODERS
+from keras_simclr.models.encoders import create_encoder
+from keras_simclr.models.projection_head import ProjectionHead
+from keras_simclr.models.resnet import ResNet
+
+__all__ = [
+    "ENCODERS",
+    "ContrastiveModel",
+    "ProjectionHead",
+    "ResNet",
+    "create_encoder",
+]

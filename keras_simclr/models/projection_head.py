@@ -1,0 +1,131 @@
+import keras
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class ProjectionHead(keras.layers.Layer):
+    """The projection head g(h) that maps encoder features h to projections z.
+
+    `num_layers` Dense layers; every layer but the last is followed by
+    BatchNorm and ReLU, the last is a plain Dense layer (with bias) whose
+    output the contrastive loss sees. SimCLR v1 uses 2 layers, SimCLR v2
+    uses 3.
+
+    Args:
+        num_layers: number of Dense layers, at least 1.
+        hidden_dim: width of the hidden layers; `None` keeps the input width
+            (SimCLR's choice).
+        output_dim: width of the projection z (SimCLR: 128).
+        sync_batchnorm: if `True`, BatchNorm statistics are computed over the
+            global batch under a `tf.distribute` strategy.
+        bn_momentum: BatchNorm momentum (SimCLR: 0.9).
+        bn_epsilon: BatchNorm epsilon (SimCLR: 1e-5).
+        **kwargs: forwarded to `keras.layers.Layer`.
+
+    Example:
+
+    ```python
+    head = keras_simclr.models.ProjectionHead(num_layers=2, output_dim=128)
+    z = head(np.random.normal(size=(8, 512)))  # (8, 128)
+    ```
+
+    References:
+        - Chen et al., A Simple Framework for Contrastive Learning of Visual
+          Representations, 2020, eq. 2 (z = W2 relu(W1 h)).
+        - Chen et al., Big Self-Supervised Models are Strong Semi-Supervised
+          Learners (SimCLR v2), 2020, section 2 (3-layer head).
+    """
+
+    def __init__(
+        self,
+        num_layers=2,
+        hidden_dim=None,
+        output_dim=128,
+        sync_batchnorm=False,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(num_layers) < 1:
+            raise ValueError(
+                f"`num_layers` must be at least 1. Received: num_layers={num_layers}"
+            )
+        if int(output_dim) < 1:
+            raise ValueError(
+                f"`output_dim` must be positive. Received: output_dim={output_dim}"
+            )
+        self.num_layers = int(num_layers)
+        self.hidden_dim = hidden_dim
+        self.output_dim = int(output_dim)
+        self.sync_batchnorm = sync_batchnorm
+        self.bn_momentum = bn_momentum
+        self.bn_epsilon = bn_epsilon
+        self.dense_layers = []
+        self.norm_layers = []
+
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                "ProjectionHead expects features of shape (batch, dim) with a "
+                f"known dim. Received: input_shape={input_shape}"
+            )
+        hidden_dim = self.hidden_dim or input_shape[-1]
+        shape = input_shape
+        for i in range(self.num_layers):
+            last = i == self.num_layers - 1
+            dense = keras.layers.Dense(
+                self.output_dim if last else hidden_dim,
+                use_bias=last,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                dtype=self.dtype_policy,
+                name=f"dense_{i}",
+            )
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+            self.dense_layers.append(dense)
+            if not last:
+                norm = keras.layers.BatchNormalization(
+                    momentum=self.bn_momentum,
+                    epsilon=self.bn_epsilon,
+                    synchronized=self.sync_batchnorm,
+                    dtype=self.dtype_policy,
+                    name=f"batch_normalization_{i}",
+                )
+                norm.build(shape)
+                self.norm_layers.append(norm)
+
+    def call(self, inputs, training=None, num_layers=None):
+        """Applies the head.
+
+        Args:
+            inputs: features h, shape (batch, dim).
+            training: BatchNorm mode.
+            num_layers: apply only the first `num_layers` layers (with their
+                BatchNorm and ReLU). SimCLR v2 fine-tunes from the output of
+                the first layer (`num_layers=1`). `None` applies them all.
+        """
+        num_layers = self.num_layers if num_layers is None else num_layers
+        x = inputs
+        for i in range(num_layers):
+            x = self.dense_layers[i](x)
+            if i < self.num_layers - 1:
+                x = self.norm_layers[i](x, training=training)
+                x = keras.ops.relu(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.output_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "output_dim": self.output_dim,
+                "sync_batchnorm": self.sync_batchnorm,
+                "bn_momentum": self.bn_momentum,
+                "bn_epsilon": self.bn_epsilon,
+            }
+        )
+        return config

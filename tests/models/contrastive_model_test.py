@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+
+import keras
+
+from keras_simclr.augment import SimCLRAugmentation
+from keras_simclr.losses import nt_xent_loss
+from keras_simclr.models import ContrastiveModel
+from keras_simclr.models import ProjectionHead
+from keras_simclr.models import ResNet
+from keras_simclr.optimizers import LARS
+from tests.conftest import run_in_subprocess
+
+
+def _small_model(augmenter="cifar", temperature=0.5, num_classes=None, seed=1):
+    keras.utils.set_random_seed(seed)
+    return ContrastiveModel(
+        encoder=ResNet(depth=18, width_multiplier=0.125, cifar_stem=True, input_shape=(32, 32, 3)),
+        projection_head=ProjectionHead(num_layers=2, output_dim=32),
+        augmenter=SimCLRAugmentation(32, preset=augmenter, seed=seed) if augmenter else None,
+        temperature=temperature,
+        num_classes=num_classes,
+    )
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_fit_on_real_cifar_images_lowers_the_loss(cifar_images):
+    images, _ = cifar_images
+    model = _small_model()
+    model.compile(optimizer=LARS(learning_rate=0.3, weight_decay=1e-6))
+    history = model.fit(images, batch_size=64, epochs=8, shuffle=True, verbose=0)
+    losses = history.history["loss"]
+    # NT-Xent of 2x64 views at chance is log(127) = 4.84.
+    assert 4.0 < losses[0] < 5.0
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
+    assert all(0.0 <= v <= 1.0 for v in history.history["contrastive_accuracy"])
+    # Not collapsed: healthy spread is about 1/sqrt(32) = 0.18.
+    assert 0.05 < history.history["z_std"][-1] < 0.5
+    features = model.encoder(images[:4].astype("float32") / 255.0)
+    assert tuple(features.shape) == (4, 64)
+
+
+def test_history_loss_is_the_real_nt_xent_value():
+    # With learning rate 0 one step leaves the weights unchanged, so the
+    # reported loss must equal NT-Xent recomputed on the model's outputs.
+    rng = np.random.default_rng(0)
+    view_a = rng.uniform(size=(8, 32, 32, 3)).astype("float32")
+    view_b = rng.uniform(size=(8, 32, 32, 3)).astype("float32")
+    model = _small_model(augmenter=None, temperature=0.2)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+    history = model.fit(x=(view_a, view_b), batch_size=8, epochs=1, verbose=0, shuffle=False)
+    z = _np(model((view_a, view_b), training=True)["z"])
+    expected = float(_np(nt_xent_loss(z[:8], z[8:], temperature=0.2)))
+    assert expected > 1.0
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-4)
+
+
+def test_pairs_from_tf_data_with_labels_train_the_probe_only():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    view_a = rng.uniform(size=(16, 32, 32, 3)).astype("float32")
+    view_b = rng.uniform(size=(16, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 3, size=16).astype("int32")
+
+    def train(with_labels):
+        model = _small_model(augmenter=None, num_classes=3, seed=3)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+        if with_labels:
+            data = tf.data.Dataset.from_tensor_slices(((view_a, view_b), labels))
+        else:
+            data = tf.data.Dataset.from_tensor_slices(((view_a, view_b),))
+        history = model.fit(data.batch(8), epochs=1, verbose=0)
+        return model, history.history
+
+    labelled, labelled_history = train(True)
+    unlabelled, _ = train(False)
+    assert "probe_accuracy" in labelled_history
+    # stop_gradient: the labels change the probe, never the encoder or head.
+    for a, b in zip(labelled.encoder.weights, unlabelled.encoder.weights):
+        np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
+    assert not np.allclose(_np(labelled.probe.kernel), _np(unlabelled.probe.kernel))
+
+
+@pytest.mark.parametrize(
+    "kwargs, x, match",
+    [
+        ({}, np.zeros((4, 32, 32), "uint8"), r"\(4, 32, 32\)"),
+        ({}, np.zeros((4, 32, 32, 1), "uint8"), r"\(4, 32, 32, 1\)"),
+        ({}, np.zeros((1, 32, 32, 3), "uint8"), r"at least 2 images.*\(1, 32, 32, 3\)"),
+        ({"augmenter": None}, np.zeros((4, 32, 32, 3), "float32"), "pair"),
+    ],
+)
+def test_bad_input_errors_name_what_was_received(kwargs, x, match):
+    model = _small_model(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        model(x, training=True)
+
+
+def test_temperature_and_num_classes_are_validated():
+    with pytest.raises(ValueError, match="temperature=0"):
+        _small_model(temperature=0)
+    with pytest.raises(ValueError, match="temperature=-0.1"):
+        _small_model(temperature=-0.1)
+    with pytest.raises(ValueError, match="num_classes=1"):
+        _small_model(num_classes=1)
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    model = _small_model(num_classes=10)
+    images = np.random.default_rng(2).integers(0, 255, size=(4, 32, 32, 3)).astype("uint8")
+    model(images)  # builds
+    config = model.get_config()
+    clone = ContrastiveModel.from_config(config)
+    assert clone.temperature == 0.5 and clone.num_classes == 10
+    assert clone.augmenter.get_config() == model.augmenter.get_config()
+    path = str(tmp_path / "simclr.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, ContrastiveModel)
+    views = images.astype("float32") / 255.0
+    np.testing.assert_allclose(
+        _np(loaded.encoder(views)), _np(model.encoder(views)), atol=1e-5
+    )
+    for a, b in zip(loaded.weights, model.weights):
+        np.testing.assert_allclose(_np(a), _np(b))
+
+
+def test_builds_and_steps_on_the_jax_backend():
+    out = run_in_subprocess(
+        """
+import numpy as np, keras
+import keras_simclr as ks
+assert keras.backend.backend() == "jax"
+keras.utils.set_random_seed(0)
+model = ks.models.ContrastiveModel(
+    encoder=ks.models.ResNet(18, width_multiplier=0.125, cifar_stem=True, input_shape=(32, 32, 3)),
+    projection_head=ks.models.ProjectionHead(output_dim=16),
+    augmenter=ks.augment.SimCLRAugmentation(32, preset="cifar", seed=0),
+    temperature=0.5)
+model.compile(optimizer=ks.optimizers.LARS(1.0))
+images = np.random.default_rng(0).integers(0, 255, size=(32, 32, 32, 3)).astype("uint8")
+before = [np.array(w) for w in model.encoder.trainable_weights] if model.built else None
+history = model.fit(images, batch_size=16, epochs=2, verbose=0)
+print("LOSS", *history.history["loss"])
+""",
+        backend="jax",
+    )
+    losses = [float(v) for v in out.split("LOSS")[1].split()]
+    assert len(losses) == 2 and all(np.isfinite(losses)) and all(2.0 < l < 5.0 for l in losses)

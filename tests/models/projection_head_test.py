@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+import keras
+
+from keras_simclr.models import ProjectionHead
+
+
+def test_structure_and_shapes():
+    head = ProjectionHead(num_layers=3, hidden_dim=None, output_dim=16)
+    out = head(np.random.normal(size=(4, 32)).astype("float32"))
+    assert tuple(out.shape) == (4, 16)
+    # hidden_dim=None keeps the input width; only the last layer has a bias.
+    assert [tuple(d.kernel.shape) for d in head.dense_layers] == [(32, 32), (32, 32), (32, 16)]
+    assert [d.use_bias for d in head.dense_layers] == [False, False, True]
+    assert len(head.norm_layers) == 2
+    assert tuple(head(np.zeros((2, 32), "float32"), num_layers=1).shape) == (2, 32)
+
+
+def test_matches_numpy_forward_in_training_mode():
+    head = ProjectionHead(num_layers=2, hidden_dim=8, output_dim=4)
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
+    out = keras.ops.convert_to_numpy(head(x, training=True))
+    w1 = keras.ops.convert_to_numpy(head.dense_layers[0].kernel)
+    w2 = keras.ops.convert_to_numpy(head.dense_layers[1].kernel)
+    b2 = keras.ops.convert_to_numpy(head.dense_layers[1].bias)
+    a = x @ w1
+    a = (a - a.mean(0)) / np.sqrt(a.var(0) + 1e-5)  # BN, gamma 1, beta 0
+    expected = np.maximum(a, 0) @ w2 + b2
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="num_layers=0"):
+        ProjectionHead(num_layers=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        ProjectionHead()(np.zeros((2, 3, 4), "float32"))
+
+
+def test_config_round_trip_and_keras_file(tmp_path):
+    head = ProjectionHead(num_layers=3, hidden_dim=12, output_dim=6, sync_batchnorm=True)
+    config = head.get_config()
+    assert ProjectionHead.from_config(config).get_config() == config
+    inputs = keras.Input((10,))
+    model = keras.Model(inputs, head(inputs))
+    path = str(tmp_path / "head.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = np.random.normal(size=(3, 10)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6
+    )
