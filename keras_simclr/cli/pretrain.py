@@ -184,7 +184,8 @@ def run_pretraining(config):
     train = _load_split(config, config["train_split"])
     if config["train_examples"]:
         train = data.take_examples(train, config["train_examples"])
-    evaluation = _load_split(config, config["eval_split"])
+    train = train.cache()
+    evaluation = _load_split(config, config["eval_split"]).cache()
     image_size = train.image_size[0]
     if config["batch_size"] > train.num_examples:
         raise PretrainError(
@@ -236,18 +237,18 @@ def run_pretraining(config):
             verbose=config["verbose"],
         ).history
 
-    from keras_simclr.evaluation import knn_accuracy_of
-
-    final_knn = history.get("knn_accuracy", [None])[-1]
-    if final_knn is None:
-        final_knn = knn_accuracy_of(model.encoder, knn)
+    if config["epochs"] in knn.results:
+        final_knn = knn.results[config["epochs"]]
+    else:  # resumed after the last epoch had finished
+        knn.set_model(model)
+        final_knn = knn.evaluate()
     encoder_dir = os.path.join(output_dir, "encoder")
     from keras_simclr.export import export_encoder
 
     export_encoder(model, encoder_dir, image_size=image_size)
     metrics = {
         "knn_accuracy": float(final_knn),
-        "knn_accuracy_per_epoch": [float(v) for v in history.get("knn_accuracy", [])],
+        "knn_accuracy_per_epoch": {str(e): float(v) for e, v in knn.results.items()},
         "loss_per_epoch": [float(v) for v in history.get("loss", [])],
         "epochs": config["epochs"],
         "initial_epoch": initial_epoch,

@@ -1,7 +1,21 @@
-"""Evaluation: kNN, linear evaluation, and training monitors."""
+"""Evaluation: weighted kNN, training monitors, linear evaluation."""
 
 from keras_simclr.evaluation.collapse_alarm import CollapseAlarm
+from keras_simclr.evaluation.knn import evaluate_knn
+from keras_simclr.evaluation.knn import extract_features
+from keras_simclr.evaluation.knn import knn_accuracy
+from keras_simclr.evaluation.knn import weighted_knn_predict
+from keras_simclr.evaluation.knn_monitor import KNNMonitor
 from keras_simclr.evaluation.non_finite_loss_guard import NonFiniteLossError
 from keras_simclr.evaluation.non_finite_loss_guard import NonFiniteLossGuard
 
-__all__ = ["CollapseAlarm", "NonFiniteLossError", "NonFiniteLossGuard"]
+__all__ = [
+    "CollapseAlarm",
+    "KNNMonitor",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "evaluate_knn",
+    "extract_features",
+    "knn_accuracy",
+    "weighted_knn_predict",
+]

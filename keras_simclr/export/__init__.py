@@ -1,1 +1,6 @@
-"""keras_simclr.export"""
+"""Export of the encoder alone (SavedModel `serve` endpoint + .keras)."""
+
+from keras_simclr.export.export_encoder import export_encoder
+from keras_simclr.export.export_encoder import load_encoder
+
+__all__ = ["export_encoder", "load_encoder"]
