@@ -69,6 +69,7 @@ test = data.load_image_folder(args.image_folder, "test")
 if train_examples:
     train = data.take_examples(train, train_examples)
     test = data.take_examples(test, train_examples)
+train, test = train.cache(), test.cache()  # decode the JPEGs once
 print(f"{train.num_examples} training images of {train.image_size}, {train.num_classes} classes")
 
 """

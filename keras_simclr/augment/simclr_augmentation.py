@@ -105,6 +105,12 @@ class SimCLRAugmentation(keras.layers.Layer):
             else None
         )
 
+    def build(self, input_shape):
+        for layer in (self.crop, self.color, self.blur):
+            if layer is not None:
+                layer.build(input_shape)
+        self.built = True
+
     def call(self, images, training=True):
         images, unbatched = image_utils.to_batched_float(
             images, self.__class__.__name__

@@ -75,18 +75,13 @@ def learning_rate_for(base, batch_size, scaling):
     return base
 
 
-def _load_split(config, split):
+def _load_split(config, split, image_size):
     from keras_simclr import data
 
     if config["image_folder"]:
-        return data.load_image_folder(
-            config["image_folder"], split, image_size=config["image_size"]
-        )
+        return data.load_image_folder(config["image_folder"], split, image_size=image_size)
     return data.load_tfds(
-        config["dataset"],
-        split,
-        data_dir=config["tfds_data_dir"],
-        image_size=config["image_size"],
+        config["dataset"], split, data_dir=config["tfds_data_dir"], image_size=image_size
     )
 
 
@@ -181,12 +176,15 @@ def run_pretraining(config):
 
     _validate(config)
     # Data first: every data error surfaces before a model is built.
-    train = _load_split(config, config["train_split"])
+    train = _load_split(config, config["train_split"], config["image_size"])
+    image_size = train.image_size[0]
+    if tuple(train.image_size) != (image_size, image_size):
+        # Square images for the model; the first image set the height.
+        train = _load_split(config, config["train_split"], image_size)
     if config["train_examples"]:
         train = data.take_examples(train, config["train_examples"])
     train = train.cache()
-    evaluation = _load_split(config, config["eval_split"]).cache()
-    image_size = train.image_size[0]
+    evaluation = _load_split(config, config["eval_split"], image_size).cache()
     if config["batch_size"] > train.num_examples:
         raise PretrainError(
             f"--batch_size {config['batch_size']} is larger than the {train.num_examples} "

@@ -1,0 +1,173 @@
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_simclr.cli import pretrain
+from keras_simclr.evaluation import NonFiniteLossError
+from tests.conftest import REPO_ROOT
+
+
+def _config(**overrides):
+    config = {
+        "dataset": None,
+        "tfds_data_dir": None,
+        "image_folder": None,
+        "train_split": "train",
+        "eval_split": "test",
+        "train_examples": None,
+        "model": "resnet18_cifar",
+        "width_multiplier": 0.125,
+        "image_size": None,
+        "augmentation": "auto",
+        "batch_size": 64,
+        "epochs": 2,
+        "learning_rate": None,
+        "learning_rate_scaling": "linear",
+        "temperature": None,
+        "optimizer": "lars",
+        "momentum": 0.9,
+        "weight_decay": 1e-6,
+        "warmup_epochs": None,
+        "projection_dim": 32,
+        "head_layers": 2,
+        "output_dir": None,
+        "resume": True,
+        "seed": 0,
+        "mixed_precision": False,
+        "knn_every": 1,
+        "knn_k": 200,
+        "knn_temperature": 0.1,
+        "steps_per_execution": 1,
+        "verbose": 0,
+    }
+    config.update(overrides)
+    assert set(config) == pretrain._FLAG_NAMES
+    return config
+
+
+def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
+    output = str(tmp_path / "run")
+    metrics = pretrain.run_pretraining(_config(image_folder=cifar_folder, output_dir=output))
+    for name in ("checkpoint.keras", "checkpoint.json", "log.csv", "metrics.json"):
+        assert os.path.isfile(os.path.join(output, name)), name
+    assert os.listdir(os.path.join(output, "tensorboard"))
+    assert os.path.isfile(os.path.join(output, "encoder", "saved_model.pb"))
+    assert os.path.isfile(os.path.join(output, "encoder", "encoder.keras"))
+    with open(os.path.join(output, "metrics.json")) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(metrics))
+    # 200 images at batch 64: 3 steps per epoch.
+    assert written["epochs"] == 2 and written["optimizer_iterations"] == 6
+    assert 0.0 <= written["knn_accuracy"] <= 1.0
+    assert set(written["knn_accuracy_per_epoch"]) == {"1", "2"}
+    assert written["images_per_second"] > 0
+    with open(os.path.join(output, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert all(np.isfinite(float(row["loss"])) and float(row["loss"]) > 1.0 for row in rows)
+
+    checkpoint_weights = [
+        np.array(w) for w in keras.saving.load_model(os.path.join(output, "checkpoint.keras")).weights
+    ]
+    resumed = pretrain.run_pretraining(
+        _config(image_folder=cifar_folder, output_dir=output, epochs=3)
+    )
+    assert resumed["initial_epoch"] == 2
+    # The optimizer's step count continued from 6: one more epoch of 3 steps.
+    assert resumed["optimizer_iterations"] == 9
+    assert set(resumed["knn_accuracy_per_epoch"]) == {"3"}
+    with open(os.path.join(output, "log.csv")) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+    # Training went on from the saved weights, not from a fresh start.
+    model = keras.saving.load_model(os.path.join(output, "checkpoint.keras"))
+    assert len(model.weights) == len(checkpoint_weights)
+    assert any(
+        not np.allclose(np.array(a), b) for a, b in zip(model.weights, checkpoint_weights)
+    )
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_good_checkpoint(
+    cifar_folder, tmp_path
+):
+    output = str(tmp_path / "run")
+    pretrain.run_pretraining(
+        _config(image_folder=cifar_folder, output_dir=output, epochs=1, knn_every=0)
+    )
+    # Poison one weight of the saved model: the next epoch's first step is NaN.
+    path = os.path.join(output, "checkpoint.keras")
+    model = keras.saving.load_model(path)
+    kernel = model.encoder.get_layer("stem_conv").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    model.save(path)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1"):
+        pretrain.run_pretraining(
+            _config(image_folder=cifar_folder, output_dir=output, epochs=2)
+        )
+    with open(os.path.join(output, "checkpoint.json")) as f:
+        assert json.load(f)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, error, match",
+    [
+        ({"image_folder": "/nonexistent/folder"}, FileNotFoundError, "/nonexistent/folder"),
+        ({"eval_split": "validation"}, FileNotFoundError, r"'validation'.*\['test', 'train'\]"),
+        ({"batch_size": 512}, ValueError, "batch_size=512"),
+        ({"model": "resnet19"}, ValueError, "resnet19"),
+        ({"temperature": 0.0}, ValueError, "temperature=0.0"),
+        ({"image_folder": None}, ValueError, "exactly one of --dataset and --image_folder"),
+    ],
+)
+def test_bad_input_fails_before_training(cifar_folder, tmp_path, overrides, error, match):
+    output = str(tmp_path / "run")
+    config = _config(image_folder=cifar_folder, output_dir=output)
+    config.update(overrides)
+    with pytest.raises(error, match=match):
+        pretrain.run_pretraining(config)
+    assert not os.path.exists(os.path.join(output, "checkpoint.keras"))
+
+
+def test_empty_split_folder_is_an_error(tmp_path):
+    os.makedirs(tmp_path / "data" / "train" / "cat")
+    os.makedirs(tmp_path / "data" / "test" / "cat")
+    with pytest.raises(ValueError, match="holds no images"):
+        pretrain.run_pretraining(
+            _config(image_folder=str(tmp_path / "data"), output_dir=str(tmp_path / "run"))
+        )
+
+
+def test_mixed_image_sizes_are_resized(cifar_folder, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "mixed"
+    shutil.copytree(cifar_folder, root)
+    first = sorted((root / "train" / "airplane").iterdir())[0]
+    Image.open(first).resize((48, 40)).save(first)
+    metrics = pretrain.run_pretraining(
+        _config(image_folder=str(root), output_dir=str(tmp_path / "run"), epochs=1, knn_every=0)
+    )
+    # The first image decides the size unless --image_size is given.
+    assert metrics["image_size"] == 40
+
+
+def test_console_script_reports_bad_flags_clearly(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--model", "nonsense",
+         "--image_folder", str(tmp_path), "--output_dir", str(tmp_path / "run")],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "nonsense" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_simclr.cli.main", "nosuchcommand"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+    )
+    assert result.returncode == 2 and "pretrain" in result.stderr
