@@ -6,6 +6,7 @@ package imports on JAX without TensorFlow).
 
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import num_replicas_in_sync
+from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.distribute.strategy import check_global_batch
 from keras_simclr.distribute.strategy import replicas_of
 from keras_simclr.distribute.strategy import resolve_strategy
@@ -16,4 +17,5 @@ __all__ = [
     "num_replicas_in_sync",
     "replicas_of",
     "resolve_strategy",
+    "scale_loss_for_replicas",
 ]

@@ -60,3 +60,17 @@ def cross_replica_concat(tensor):
         tensor
     )[0]
     return gathered, offset
+
+
+def scale_loss_for_replicas(loss):
+    """Divides a replica's loss by the number of replicas in sync.
+
+    Keras sums the replicas' gradients under a `tf.distribute` strategy and
+    its loss tracker multiplies the loss back; Keras's own `Loss` objects
+    apply this scaling, so a `compute_loss` that computes its loss directly
+    must apply it too. A no-op outside a multi-replica strategy.
+    """
+    replicas = num_replicas_in_sync()
+    if replicas > 1:
+        loss = loss / replicas
+    return loss

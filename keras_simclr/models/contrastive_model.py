@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_simclr.distribute.cross_replica import cross_replica_concat
+from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.nt_xent import contrastive_accuracy
 from keras_simclr.losses.nt_xent import nt_xent_loss
 from keras_simclr.losses.nt_xent import validate_temperature
@@ -243,7 +244,9 @@ class ContrastiveModel(keras.Model):
         # Losses added by layers (e.g. kernel regularizers), if any.
         for extra in self.losses:
             loss = loss + ops.cast(extra, "float32")
-        return loss
+        # Under tf.distribute, Keras sums the replicas' gradients: each
+        # replica contributes its loss / R, as Keras's own Loss objects do.
+        return scale_loss_for_replicas(loss)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         z_a, z_b = self._split(y_pred["z"])

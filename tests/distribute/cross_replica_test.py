@@ -138,7 +138,9 @@ def test_tf_fit_step_with_synchronized_batchnorm_matches_single_device():
     result = _fit_step(sync=True)
     assert result["changed"] > 1e-3  # the step really moved the weights
     np.testing.assert_allclose(result["dist_loss"], result["single_loss"], rtol=1e-5)
-    assert result["diff"] < 1e-5, result
+    # Weights moved by up to ~3 in this step; the two runs agree to float32
+    # round-off (about 2e-5 absolute, 6e-6 relative, here).
+    assert result["diff"] < 1e-4, result
 
 
 def test_tf_fit_step_with_per_replica_batchnorm_differs():
@@ -146,7 +148,7 @@ def test_tf_fit_step_with_per_replica_batchnorm_differs():
     # 4 pairs on their own: the result must differ, or the test above proves
     # nothing.
     result = _fit_step(sync=False)
-    assert result["diff"] > 1e-4, result
+    assert result["diff"] > 0.1, result
     assert abs(result["dist_loss"] - result["single_loss"]) > 1e-4
 
 
@@ -202,4 +204,6 @@ def test_jax_data_parallel_sees_the_global_batch():
     assert result["devices"] == 2
     assert "batch" in result["layout"]
     np.testing.assert_allclose(result["dist_loss"], result["single_loss"], rtol=1e-5)
-    assert result["diff"] < 1e-5, result
+    # Weights moved by up to ~3 in this step; the two runs agree to float32
+    # round-off (about 2e-5 absolute, 6e-6 relative, here).
+    assert result["diff"] < 1e-4, result
