@@ -1,12 +1,21 @@
 """Shared helpers of the augmentation layers (not public API)."""
 
+import keras
 from keras import ops
+
+
+def static_shape(images):
+    """The static shape as a tuple, or None when even the rank is unknown."""
+    try:
+        return tuple(images.shape)
+    except (TypeError, ValueError):
+        return None
 
 
 def check_images(images, layer_name):
     """Raises unless `images` is (H, W, 3) or (batch, H, W, 3)."""
-    shape = tuple(images.shape)
-    if len(shape) not in (3, 4) or shape[-1] != 3:
+    shape = static_shape(images)
+    if shape is None or len(shape) not in (3, 4) or shape[-1] != 3:
         raise ValueError(
             f"{layer_name} expects RGB images of shape (batch, height, width, 3) "
             f"or (height, width, 3). Received: images.shape={shape}"
@@ -14,15 +23,17 @@ def check_images(images, layer_name):
 
 
 def to_batched_float(images, layer_name):
-    """uint8 -> float32 in [0, 1]; floats -> float32 (assumed in [0, 1]).
+    """Integer images (uint8, 0-255) -> float32 / 255; floats -> float32.
 
-    Returns the batched float32 images and whether a batch axis was added.
+    Float images are assumed to be in [0, 1] already. Returns the batched
+    float32 images and whether a batch axis was added.
     """
     check_images(images, layer_name)
     images = ops.convert_to_tensor(images)
-    if images.dtype == "uint8":
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    if "int" in dtype:
         images = ops.cast(images, "float32") / 255.0
-    elif images.dtype != "float32":
+    elif dtype != "float32":
         images = ops.cast(images, "float32")
     unbatched = len(images.shape) == 3
     if unbatched:
@@ -30,15 +41,40 @@ def to_batched_float(images, layer_name):
     return images, unbatched
 
 
+def batch_size(images):
+    """Batch size (a static int, or a scalar tensor when unknown at trace
+    time) of (batch, H, W, 3) images; 1 for a single (H, W, 3) image."""
+    if len(images.shape) == 3:
+        return 1
+    if images.shape[0] is not None:
+        return int(images.shape[0])
+    return ops.shape(images)[0]
+
+
 def spatial_size(images, layer_name):
-    """Static (height, width) of batched images; they must be known."""
-    height, width = images.shape[1], images.shape[2]
+    """Static (height, width) of (batch, H, W, 3) or (H, W, 3) images."""
+    height, width = images.shape[-3], images.shape[-2]
     if height is None or width is None:
         raise ValueError(
             f"{layer_name} needs the image height and width to be known when "
             f"the model is traced. Received: images.shape={tuple(images.shape)}"
         )
     return int(height), int(width)
+
+
+def uniform_columns(batch, count, seed):
+    """(batch, count) independent U[0, 1) draws in one random op.
+
+    `seed` is what `keras.random` accepts (a `SeedGenerator`, an int or a
+    seed tensor). Drawing every per-image parameter as a column of a single
+    tensor keeps an integer `seed` from giving correlated parameters.
+    """
+    return keras.random.uniform((batch, count), seed=seed)
+
+
+def per_image(values):
+    """(batch,) -> (batch, 1, 1, 1), to broadcast against images."""
+    return ops.reshape(values, (-1, 1, 1, 1))
 
 
 def apply_separable(rows, cols, images):
@@ -51,15 +87,3 @@ def apply_separable(rows, cols, images):
     """
     images = ops.einsum("biy,byxc->bixc", rows, images)
     return ops.einsum("bjx,bixc->bijc", cols, images)
-
-
-def uniform(shape, low, high, seed):
-    from keras import random
-
-    return random.uniform(shape, minval=low, maxval=high, seed=seed)
-
-
-def bernoulli(shape, probability, seed):
-    from keras import random
-
-    return random.uniform(shape, seed=seed) < probability

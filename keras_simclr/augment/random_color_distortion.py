@@ -6,16 +6,31 @@ from keras_simclr.augment import image_utils
 # tf.image.rgb_to_grayscale weights (ITU-R 601).
 _GRAY = (0.2989, 0.5870, 0.1140)
 _BRIGHTNESS_MODES = ("multiplicative", "additive")
+# Indices of the jitter operations in `order`.
+BRIGHTNESS, CONTRAST, SATURATION, HUE = 0, 1, 2, 3
 
-
-def _per_image(values):
-    return ops.reshape(values, (-1, 1, 1, 1))
+_per_image = image_utils.per_image
 
 
 def grayscale(images):
-    """RGB -> gray, kept as 3 equal channels."""
-    gray = ops.sum(images * ops.convert_to_tensor(_GRAY, "float32"), axis=-1, keepdims=True)
+    """RGB -> gray (`tf.image.rgb_to_grayscale` weights), as 3 equal channels."""
+    gray = ops.sum(
+        images * ops.convert_to_tensor(_GRAY, "float32"), axis=-1, keepdims=True
+    )
     return ops.repeat(gray, 3, axis=-1)
+
+
+def _rgb_to_hsv(images):
+    return ops.image.rgb_to_hsv(images, data_format="channels_last")
+
+
+def _hsv_to_rgb(images):
+    return ops.image.hsv_to_rgb(images, data_format="channels_last")
+
+
+def _contrast_mean(images):
+    # tf.image.adjust_contrast: per-image, per-channel mean over H and W.
+    return ops.mean(images, axis=(1, 2), keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -23,52 +38,65 @@ class RandomColorDistortion(keras.layers.Layer):
     """SimCLR's color distortion: color jitter in random order, then grayscale.
 
     Per image, with probability `jitter_probability`, four operations are
-    applied in an order drawn per image, each followed by clipping to [0, 1]
-    as in google-research/simclr:
+    applied in an order drawn per image (a uniformly random permutation),
+    each followed by clipping to [0, 1] as in google-research/simclr's
+    `color_jitter`. With `s = strength`:
 
-    - brightness: `x * f`, `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]` (SimCLR v2,
-      `"multiplicative"`), or `x + d`, `d ~ U[-0.8s, 0.8s]` (SimCLR v1,
-      `"additive"`, as `tf.image.random_brightness`);
-    - contrast: `(x - mean) * f + mean`, per-channel image mean,
-      `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]` (`tf.image.adjust_contrast`);
-    - saturation: HSV saturation times `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]`
-      (`tf.image.adjust_saturation`);
-    - hue: HSV hue shifted by `d ~ U[-0.2s, 0.2s]`, wrapping around
-      (`tf.image.adjust_hue`);
+    - brightness, `"multiplicative"` (SimCLR v2): `x * f`,
+      `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]`; `"additive"` (SimCLR v1,
+      `tf.image.random_brightness`): `x + d`, `d ~ U[-0.8s, 0.8s]`;
+    - contrast: `(x - mean) * f + mean` with the per-image, per-channel mean
+      (`tf.image.adjust_contrast`), `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]`;
+    - saturation: HSV saturation times `f ~ U[max(0, 1 - 0.8s), 1 + 0.8s]`,
+      clipped to [0, 1] (`tf.image.adjust_saturation`);
+    - hue: HSV hue plus `d ~ U[-0.2s, 0.2s]`, wrapping around
+      (`tf.image.adjust_hue`).
 
-    where `s` is `strength`. Then, per image with probability
-    `grayscale_probability`, the image becomes gray (3 equal channels).
+    Then, per image with probability `grayscale_probability` (whether or not
+    it was jittered), the image becomes gray, replicated to 3 channels.
 
-    A per-image random order is computed with static shapes: at each of the
-    four steps every operation is evaluated and each image keeps the one its
-    order names (16 cheap elementwise evaluations instead of 4). With
-    `random_order=False` the order is brightness, contrast, saturation, hue.
+    Cost of the per-image random order with static shapes: at each of the
+    four steps, every image goes through both kinds of operation and keeps
+    the one its order names. Brightness and contrast are one per-image
+    affine map `x * a + b`; saturation and hue share one HSV round trip
+    (`keras.ops.image.rgb_to_hsv` / `hsv_to_rgb`), in which an image scales
+    its saturation or shifts its hue depending on its step. So the random
+    order costs four HSV round trips and four affine maps (against two of
+    each, plus the same clips, for the fixed order), not 16 operations.
+    With `random_order=False` the order is brightness, contrast, saturation,
+    hue (SimCLR's `color_jitter_nonrand`).
 
-    Inputs are uint8 (scaled to [0, 1]) or floats in [0, 1], shape
-    `(batch, H, W, 3)` or `(H, W, 3)`; outputs are float32 in [0, 1]. With
-    `training=False` the layer returns its input unchanged (as float32).
+    Inputs are integer images (uint8, 0-255, scaled to [0, 1]) or floats in
+    [0, 1], shape `(batch, H, W, 3)` or `(H, W, 3)`; outputs are float32 in
+    [0, 1], same shape. With `training=False` the layer returns its input
+    (as float32 in [0, 1]).
 
     Args:
         strength: color distortion strength `s` (SimCLR: 1.0 on ImageNet,
-            0.5 on CIFAR).
+            0.5 on CIFAR-10; 0.5 is MoCo v2's `ColorJitter(0.4, 0.4, 0.4,
+            0.1)`).
         brightness: `"multiplicative"` (SimCLR v2, the default) or
             `"additive"` (SimCLR v1).
-        jitter_probability: probability of the color jitter per image.
-        grayscale_probability: probability of grayscale per image.
+        jitter_probability: probability of the color jitter, per image.
+        grayscale_probability: probability of grayscale, per image.
         random_order: draw the order of the four jitter operations per image.
         seed: integer seed of the layer's `keras.random.SeedGenerator`.
-        **kwargs: forwarded to `keras.layers.Layer`.
+        **kwargs: forwarded to `keras.layers.Layer` (the `dtype` defaults to
+            `"float32"`).
 
     Example:
 
     ```python
     distort = RandomColorDistortion(strength=0.5, seed=0)
-    views = distort(images)
+    views = distort(images)  # float32 in [0, 1]
     ```
 
     References:
-        - Chen et al., SimCLR, 2020, appendix A (color distortion code).
-        - Chen et al., SimCLR v2, 2020 (multiplicative brightness).
+        - Chen et al., A Simple Framework for Contrastive Learning of Visual
+          Representations (SimCLR), ICML 2020, appendix A (color distortion
+          code).
+        - Chen et al., Big Self-Supervised Models are Strong Semi-Supervised
+          Learners (SimCLR v2), NeurIPS 2020 (multiplicative brightness).
     """
 
     def __init__(
@@ -83,9 +111,9 @@ class RandomColorDistortion(keras.layers.Layer):
     ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if not strength >= 0:
+        if not (isinstance(strength, (int, float)) and strength >= 0):
             raise ValueError(
-                f"`strength` must be >= 0. Received: strength={strength}"
+                f"`strength` must be a number >= 0. Received: strength={strength}"
             )
         if brightness not in _BRIGHTNESS_MODES:
             raise ValueError(
@@ -96,7 +124,7 @@ class RandomColorDistortion(keras.layers.Layer):
             ("jitter_probability", jitter_probability),
             ("grayscale_probability", grayscale_probability),
         ):
-            if not 0.0 <= value <= 1.0:
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ValueError(
                     f"`{name}` must be in [0, 1]. Received: {name}={value}"
                 )
@@ -104,108 +132,139 @@ class RandomColorDistortion(keras.layers.Layer):
         self.brightness = brightness
         self.jitter_probability = float(jitter_probability)
         self.grayscale_probability = float(grayscale_probability)
-        self.random_order = random_order
+        self.random_order = bool(random_order)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def get_random_transformation(self, images, training=True, seed=None):
         """Draws every parameter per image.
 
+        Args:
+            images: `(batch, H, W, 3)` or `(H, W, 3)` images (only the shape
+                is used).
+            training: `False` returns `None` (no distortion).
+            seed: optional seed for `keras.random` (an int, a seed tensor or
+                a `SeedGenerator`); the layer's own generator by default.
+
         Returns:
-            dict of (batch,) tensors `brightness`, `contrast`, `saturation`,
-            `hue`, `jitter` (bool), `grayscale` (bool), and `order`
-            (batch, 4) int32: the operation applied at each step.
+            dict of (batch,) tensors: float32 `brightness` (factor, or delta
+            for additive brightness), `contrast`, `saturation` (factors),
+            `hue` (delta, in turns), bool `jitter` and `grayscale`, and
+            int32 `order` (batch, 4): the operation applied at each step
+            (0 brightness, 1 contrast, 2 saturation, 3 hue).
         """
-        seed = seed if seed is not None else self.seed_generator
-        batch = ops.shape(images)[0]
+        image_utils.check_images(images, self.__class__.__name__)
+        if not training:
+            return None
+        seed = self.seed_generator if seed is None else seed
+        batch = image_utils.batch_size(images)
+        noise = image_utils.uniform_columns(batch, 10, seed)
         s = self.strength
-        low = max(0.0, 1.0 - 0.8 * s)
+        low, high = max(0.0, 1.0 - 0.8 * s), 1.0 + 0.8 * s
+
+        def scaled(column, low, high):
+            return low + (high - low) * noise[:, column]
+
         if self.brightness == "multiplicative":
-            brightness = image_utils.uniform((batch,), low, 1.0 + 0.8 * s, seed)
+            brightness = scaled(0, low, high)
         else:
-            brightness = image_utils.uniform((batch,), -0.8 * s, 0.8 * s, seed)
-        transformation = {
-            "brightness": brightness,
-            "contrast": image_utils.uniform((batch,), low, 1.0 + 0.8 * s, seed),
-            "saturation": image_utils.uniform((batch,), low, 1.0 + 0.8 * s, seed),
-            "hue": image_utils.uniform((batch,), -0.2 * s, 0.2 * s, seed),
-            "jitter": image_utils.bernoulli((batch,), self.jitter_probability, seed),
-            "grayscale": image_utils.bernoulli(
-                (batch,), self.grayscale_probability, seed
-            ),
-        }
+            brightness = scaled(0, -0.8 * s, 0.8 * s)
         if self.random_order:
-            noise = keras.random.uniform((batch, 4), seed=seed)
-            transformation["order"] = ops.cast(ops.argsort(noise, axis=-1), "int32")
+            order = ops.cast(ops.argsort(noise[:, 6:10], axis=-1), "int32")
         else:
-            transformation["order"] = ops.broadcast_to(
-                ops.arange(4, dtype="int32"), (batch, 4)
-            )
-        return transformation
+            order = ops.zeros((batch, 4), "int32") + ops.arange(4, dtype="int32")
+        return {
+            "brightness": brightness,
+            "contrast": scaled(1, low, high),
+            "saturation": scaled(2, low, high),
+            "hue": scaled(3, -0.2 * s, 0.2 * s),
+            "jitter": noise[:, 4] < self.jitter_probability,
+            "grayscale": noise[:, 5] < self.grayscale_probability,
+            "order": order,
+        }
 
-    def _adjust_brightness(self, images, value):
+    def _brightness_affine(self, value):
+        """(scale, shift) of the brightness operation, per image."""
         if self.brightness == "multiplicative":
-            return images * _per_image(value)
-        return images + _per_image(value)
+            return _per_image(value), 0.0
+        return 1.0, _per_image(value)
 
-    @staticmethod
-    def _adjust_contrast(images, factor):
-        mean = ops.mean(images, axis=(1, 2), keepdims=True)
-        return (images - mean) * _per_image(factor) + mean
-
-    @staticmethod
-    def _adjust_saturation(images, factor):
-        hsv = ops.image.rgb_to_hsv(images)
+    def _fixed_order_jitter(self, images, transformation):
+        scale, shift = self._brightness_affine(transformation["brightness"])
+        images = ops.clip(images * scale + shift, 0.0, 1.0)
+        factor = _per_image(transformation["contrast"])
+        mean = _contrast_mean(images)
+        images = ops.clip((images - mean) * factor + mean, 0.0, 1.0)
+        hsv = _rgb_to_hsv(images)
         h, s, v = ops.split(hsv, 3, axis=-1)
-        s = ops.clip(s * _per_image(factor), 0.0, 1.0)
-        return ops.image.hsv_to_rgb(ops.concatenate([h, s, v], axis=-1))
-
-    @staticmethod
-    def _adjust_hue(images, delta):
-        hsv = ops.image.rgb_to_hsv(images)
+        s = ops.clip(s * _per_image(transformation["saturation"]), 0.0, 1.0)
+        images = ops.clip(_hsv_to_rgb(ops.concatenate([h, s, v], axis=-1)), 0.0, 1.0)
+        hsv = _rgb_to_hsv(images)
         h, s, v = ops.split(hsv, 3, axis=-1)
-        h = h + _per_image(delta)
+        h = h + _per_image(transformation["hue"])
         h = h - ops.floor(h)
-        return ops.image.hsv_to_rgb(ops.concatenate([h, s, v], axis=-1))
+        return ops.clip(_hsv_to_rgb(ops.concatenate([h, s, v], axis=-1)), 0.0, 1.0)
 
-    def _jitter(self, images, transformation):
-        operations = (
-            lambda x: self._adjust_brightness(x, transformation["brightness"]),
-            lambda x: self._adjust_contrast(x, transformation["contrast"]),
-            lambda x: self._adjust_saturation(x, transformation["saturation"]),
-            lambda x: self._adjust_hue(x, transformation["hue"]),
+    def _random_order_step(self, images, operation, transformation):
+        """Applies, to each image, the operation its `operation` (batch,) names."""
+        operation = _per_image(operation)
+        # Brightness or contrast: x * scale + shift, per image (and channel).
+        brightness_scale, brightness_shift = self._brightness_affine(
+            transformation["brightness"]
         )
-        if not self.random_order:
-            for operation in operations:
-                images = ops.clip(operation(images), 0.0, 1.0)
-            return images
-        order = transformation["order"]
-        for step in range(4):
-            chosen = _per_image(order[:, step])
-            candidates = [ops.clip(op(images), 0.0, 1.0) for op in operations]
-            result = candidates[0]
-            for index in range(1, 4):
-                result = ops.where(ops.equal(chosen, index), candidates[index], result)
-            images = result
-        return images
+        contrast = _per_image(transformation["contrast"])
+        is_brightness = ops.equal(operation, BRIGHTNESS)
+        scale = ops.where(is_brightness, brightness_scale, contrast)
+        shift = ops.where(
+            is_brightness, brightness_shift, _contrast_mean(images) * (1.0 - contrast)
+        )
+        affine = images * scale + shift
+        # Saturation or hue: one HSV round trip.
+        hsv = _rgb_to_hsv(images)
+        h, s, v = ops.split(hsv, 3, axis=-1)
+        saturation = ops.where(
+            ops.equal(operation, SATURATION),
+            _per_image(transformation["saturation"]),
+            1.0,
+        )
+        hue = ops.where(
+            ops.equal(operation, HUE), _per_image(transformation["hue"]), 0.0
+        )
+        s = ops.clip(s * saturation, 0.0, 1.0)
+        h = h + hue
+        h = h - ops.floor(h)
+        colored = _hsv_to_rgb(ops.concatenate([h, s, v], axis=-1))
+        outputs = ops.where(ops.greater_equal(operation, SATURATION), colored, affine)
+        return ops.clip(outputs, 0.0, 1.0)
 
     def transform_images(self, images, transformation, training=True):
-        """Applies the drawn jitter and grayscale to batched float32 images."""
-        if not training:
-            return images
-        jittered = self._jitter(images, transformation)
-        images = ops.where(_per_image(transformation["jitter"]), jittered, images)
-        return ops.where(
-            _per_image(transformation["grayscale"]), grayscale(images), images
-        )
+        """Applies a drawn transformation (jitter, then grayscale).
 
-    def call(self, images, training=True):
+        `transformation=None` (or `training=False`) returns the images as
+        float32.
+        """
         images, unbatched = image_utils.to_batched_float(
             images, self.__class__.__name__
         )
-        transformation = self.get_random_transformation(images, training=training)
-        outputs = self.transform_images(images, transformation, training=training)
+        if transformation is None or not training:
+            return images[0] if unbatched else images
+        if self.random_order:
+            jittered = images
+            for step in range(4):
+                jittered = self._random_order_step(
+                    jittered, transformation["order"][:, step], transformation
+                )
+        else:
+            jittered = self._fixed_order_jitter(images, transformation)
+        outputs = ops.where(_per_image(transformation["jitter"]), jittered, images)
+        outputs = ops.where(
+            _per_image(transformation["grayscale"]), grayscale(outputs), outputs
+        )
         return outputs[0] if unbatched else outputs
+
+    def call(self, images, training=True):
+        transformation = self.get_random_transformation(images, training=training)
+        return self.transform_images(images, transformation, training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

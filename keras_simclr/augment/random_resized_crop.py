@@ -6,17 +6,28 @@ from keras import ops
 from keras_simclr.augment import image_utils
 
 
-def _interpolation_matrix(start, length, out_size, in_size, flip=None):
-    """(batch, out_size, in_size) resampling matrices for one axis.
+def interpolation_matrix(start, length, out_size, in_size, flip=None):
+    """(batch, out_size, in_size) resampling matrices along one axis.
 
-    Output pixel i samples the input at `start + (i + 0.5) * length /
-    out_size - 0.5` (pixel centers) with a triangle (linear) kernel whose
-    support widens by the downscale factor: antialiased bilinear, as
-    `tf.image.resize(..., antialias=True)`. Rows are normalized, so pixels
-    beyond the border are not read (the edge is extended instead).
+    Output pixel `i` of an image samples the input at
+    `start + (i + 0.5) * length / out_size - 0.5` (pixel centers, as
+    `tf.image.resize`) with a triangle (linear) kernel whose half-width is
+    `max(1, length / out_size)` input pixels: bilinear interpolation when
+    upsampling, antialiased (area-like) when downsampling, as
+    `tf.image.resize(..., antialias=True)` and `ScaleAndTranslate`. Each row
+    is normalized to sum to 1, so taps beyond the image border are dropped
+    rather than read as zeros. `flip` (batch,) bool reverses the output
+    order of the flipped images (a horizontal flip folded into the matrix).
+
+    Args:
+        start: (batch,) first covered input coordinate (pixel edge), float.
+        length: (batch,) covered input length in pixels, float.
+        out_size: int, number of output pixels.
+        in_size: int, number of input pixels.
+        flip: optional (batch,) bool.
     """
-    start = ops.reshape(start, (-1, 1, 1))
-    length = ops.reshape(length, (-1, 1, 1))
+    start = ops.reshape(ops.cast(start, "float32"), (-1, 1, 1))
+    length = ops.reshape(ops.cast(length, "float32"), (-1, 1, 1))
     out_index = ops.reshape(ops.arange(out_size, dtype="float32"), (1, -1, 1))
     if flip is not None:
         flipped = (out_size - 1.0) - out_index
@@ -25,7 +36,7 @@ def _interpolation_matrix(start, length, out_size, in_size, flip=None):
     source = start + (out_index + 0.5) * step - 0.5
     support = ops.maximum(step, 1.0)
     in_index = ops.reshape(ops.arange(in_size, dtype="float32"), (1, 1, -1))
-    weights = ops.maximum(1.0 - ops.abs(in_index - source) / support, 0.0)
+    weights = ops.relu(1.0 - ops.abs(in_index - source) / support)
     return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-12)
 
 
@@ -33,42 +44,64 @@ def _interpolation_matrix(start, length, out_size, in_size, flip=None):
 class RandomResizedCrop(keras.layers.Layer):
     """Crops a random area and aspect ratio of every image, resized to a fixed size.
 
-    The "Inception crop" of SimCLR: per image, an area fraction `s ~
-    U(scale)` of the image and an aspect ratio `r` with `log r ~
-    U(log aspect_ratio)` give a crop of `sqrt(s * H * W * r)` by
-    `sqrt(s * H * W / r)` pixels, clipped to the image (instead of the
-    reference's ten rejection-sampling tries: the layer stays vectorized and
-    static-shaped), at a uniformly random position. The crop is resampled to
-    `(height, width)` with antialiased bilinear interpolation written as two
-    per-image matrix products, so it runs fast inside a compiled model on any
-    backend. An optional horizontal flip (per image, p=0.5) is folded into the
-    same matrices at no cost.
+    The "Inception crop" of SimCLR and torchvision, drawn per image: an area
+    fraction `s ~ U(scale)` of the image (area `A = H * W`) and an aspect
+    ratio (width / height) `r` with `log r ~ U(log aspect_ratio)` give a box
+    of `sqrt(s * A * r)` by `sqrt(s * A / r)` pixels, at a uniformly random
+    position inside the image.
 
-    With `training=False` the whole image is resized to `(height, width)`.
+    Where the reference retries up to 10 (torchvision) or 100 (SimCLR)
+    times when the box does not fit and finally falls back to a center
+    crop, this layer stays vectorized and static-shaped: it clips `log r`
+    to the range in which a box of area `s * A` fits the image,
+    `[log(s * A / H**2), log(W**2 / (s * A))]` (never empty since `s <= 1`).
+    The area fraction is therefore always exactly `s`, and on a square image
+    the ratio stays inside `aspect_ratio` whenever that range contains 1;
+    only boxes that would not fit (e.g. `s > 3/4` at ratio 4/3) are pushed to
+    the nearest ratio that fits, instead of being redrawn. Box sizes and
+    offsets are continuous (sub-pixel).
+
+    The box is resampled to `(height, width)` with antialiased bilinear
+    interpolation (a triangle kernel widened by the downscale factor, as
+    `tf.image.resize(..., antialias=True)`), written as two per-image matrix
+    products: `(batch, height, H)` row and `(batch, width, W)` column
+    matrices applied with `einsum`. That is static-shaped, jit-friendly and
+    matmul-fast on any backend. The optional horizontal flip (per image,
+    p=0.5) reverses the column matrix, at no cost.
+
+    With `training=False` the whole image is resized to `(height, width)`
+    with the same interpolation (no crop, no flip).
+
+    Inputs are integer images (uint8, 0-255, scaled to [0, 1]) or floats in
+    [0, 1], shape `(batch, H, W, 3)` or `(H, W, 3)`, with static `H` and `W`;
+    outputs are float32 in [0, 1], shape `(batch, height, width, 3)` (or
+    `(height, width, 3)`).
 
     Args:
         height: output height.
         width: output width.
-        scale: range of the crop's area as a fraction of the image, within
-            (0, 1].
-        aspect_ratio: range of the crop's width / height.
+        scale: `(min, max)` range of the crop area as a fraction of the
+            image area, within (0, 1].
+        aspect_ratio: `(min, max)` range of the crop width / height, both
+            positive.
         horizontal_flip: also flip each image left-right with p=0.5.
         seed: integer seed of the layer's `keras.random.SeedGenerator`.
-        **kwargs: forwarded to `keras.layers.Layer`.
-
-    Inputs are uint8 images (scaled to [0, 1]) or floats in [0, 1], shape
-    `(batch, H, W, 3)` or `(H, W, 3)`; outputs are float32 in [0, 1].
+        **kwargs: forwarded to `keras.layers.Layer` (the `dtype` defaults to
+            `"float32"` so that a mixed-precision policy does not make the
+            augmentation run in half precision).
 
     Example:
 
     ```python
-    crop = RandomResizedCrop(224, 224, scale=(0.08, 1.0), seed=0)
-    views = crop(uint8_images)  # (batch, 224, 224, 3) float32
+    crop = RandomResizedCrop(224, 224, scale=(0.08, 1.0), horizontal_flip=True, seed=0)
+    views = crop(uint8_images)  # (batch, 224, 224, 3) float32 in [0, 1]
     ```
 
     References:
-        - Szegedy et al., Going Deeper with Convolutions, 2015 (the crop).
-        - Chen et al., SimCLR, 2020, appendix A.
+        - Szegedy et al., Going Deeper with Convolutions, CVPR 2015 (the
+          crop's area and aspect-ratio sampling).
+        - Chen et al., A Simple Framework for Contrastive Learning of Visual
+          Representations (SimCLR), ICML 2020, appendix A.
     """
 
     def __init__(
@@ -83,8 +116,14 @@ class RandomResizedCrop(keras.layers.Layer):
     ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        scale = tuple(float(v) for v in scale)
-        aspect_ratio = tuple(float(v) for v in aspect_ratio)
+        try:
+            scale = tuple(float(v) for v in scale)
+            aspect_ratio = tuple(float(v) for v in aspect_ratio)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "`scale` and `aspect_ratio` must be (min, max) pairs of numbers. "
+                f"Received: scale={scale}, aspect_ratio={aspect_ratio}"
+            )
         if len(scale) != 2 or not (0.0 < scale[0] <= scale[1] <= 1.0):
             raise ValueError(
                 "`scale` must be (min, max) with 0 < min <= max <= 1. "
@@ -104,88 +143,97 @@ class RandomResizedCrop(keras.layers.Layer):
         self.width = int(width)
         self.scale = scale
         self.aspect_ratio = aspect_ratio
-        self.horizontal_flip = horizontal_flip
+        self.horizontal_flip = bool(horizontal_flip)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def get_random_transformation(self, images, training=True, seed=None):
         """Draws one crop box (and flip) per image.
 
+        Args:
+            images: `(batch, H, W, 3)` or `(H, W, 3)` images (only the shape
+                is used).
+            training: `False` gives the whole image, unflipped.
+            seed: optional seed for `keras.random` (an int, a seed tensor or
+                a `SeedGenerator`); the layer's own generator by default.
+
         Returns:
-            dict of (batch,) float32 tensors `top`, `left`, `crop_height`,
-            `crop_width` (pixels, may be fractional) and boolean `flip`.
+            dict of (batch,) tensors: float32 `top`, `left`, `crop_height`,
+            `crop_width` (pixels, fractional) and bool `flip`.
         """
-        seed = seed if seed is not None else self.seed_generator
+        image_utils.check_images(images, self.__class__.__name__)
         image_height, image_width = image_utils.spatial_size(
             images, self.__class__.__name__
         )
-        batch = ops.shape(images)[0]
+        batch = image_utils.batch_size(images)
         if not training:
-            full = ops.ones((batch,), "float32")
+            zeros = ops.zeros((batch,), "float32")
             return {
-                "top": full * 0.0,
-                "left": full * 0.0,
-                "crop_height": full * image_height,
-                "crop_width": full * image_width,
-                "flip": full < 0.0,
+                "top": zeros,
+                "left": zeros,
+                "crop_height": zeros + float(image_height),
+                "crop_width": zeros + float(image_width),
+                "flip": ops.zeros((batch,), "bool"),
             }
-        area = image_height * image_width * image_utils.uniform(
-            (batch,), self.scale[0], self.scale[1], seed
-        )
-        log_ratio = image_utils.uniform(
-            (batch,),
-            math.log(self.aspect_ratio[0]),
-            math.log(self.aspect_ratio[1]),
-            seed,
+        seed = self.seed_generator if seed is None else seed
+        noise = image_utils.uniform_columns(batch, 5, seed)
+        image_area = float(image_height * image_width)
+        low, high = self.scale
+        area = image_area * (low + (high - low) * noise[:, 0])
+        low, high = math.log(self.aspect_ratio[0]), math.log(self.aspect_ratio[1])
+        log_ratio = low + (high - low) * noise[:, 1]
+        # Keep the area; move the ratio into the range where the box fits.
+        log_ratio = ops.minimum(
+            ops.maximum(log_ratio, ops.log(area / float(image_height**2))),
+            ops.log(float(image_width**2) / area),
         )
         ratio = ops.exp(log_ratio)
-        crop_width = ops.minimum(ops.sqrt(area * ratio), float(image_width))
         crop_height = ops.minimum(ops.sqrt(area / ratio), float(image_height))
-        top = image_utils.uniform((batch,), 0.0, 1.0, seed) * (
-            image_height - crop_height
-        )
-        left = image_utils.uniform((batch,), 0.0, 1.0, seed) * (
-            image_width - crop_width
-        )
+        crop_width = ops.minimum(ops.sqrt(area * ratio), float(image_width))
         if self.horizontal_flip:
-            flip = image_utils.bernoulli((batch,), 0.5, seed)
+            flip = noise[:, 4] < 0.5
         else:
-            flip = ops.zeros((batch,), "float32") > 1.0
+            flip = ops.zeros((batch,), "bool")
         return {
-            "top": top,
-            "left": left,
+            "top": noise[:, 2] * (image_height - crop_height),
+            "left": noise[:, 3] * (image_width - crop_width),
             "crop_height": crop_height,
             "crop_width": crop_width,
             "flip": flip,
         }
 
     def transform_images(self, images, transformation, training=True):
-        """Resamples batched float32 images to the drawn boxes."""
+        """Resamples the boxes in `transformation` to `(height, width)`.
+
+        `transformation=None` (or `training=False`) resizes whole images.
+        """
+        images, unbatched = image_utils.to_batched_float(
+            images, self.__class__.__name__
+        )
+        if transformation is None or not training:
+            transformation = self.get_random_transformation(images, training=False)
         image_height, image_width = image_utils.spatial_size(
             images, self.__class__.__name__
         )
-        rows = _interpolation_matrix(
+        rows = interpolation_matrix(
             transformation["top"],
             transformation["crop_height"],
             self.height,
             image_height,
         )
-        cols = _interpolation_matrix(
+        cols = interpolation_matrix(
             transformation["left"],
             transformation["crop_width"],
             self.width,
             image_width,
             flip=transformation["flip"],
         )
-        return ops.clip(image_utils.apply_separable(rows, cols, images), 0.0, 1.0)
+        outputs = ops.clip(image_utils.apply_separable(rows, cols, images), 0.0, 1.0)
+        return outputs[0] if unbatched else outputs
 
     def call(self, images, training=True):
-        images, unbatched = image_utils.to_batched_float(
-            images, self.__class__.__name__
-        )
         transformation = self.get_random_transformation(images, training=training)
-        outputs = self.transform_images(images, transformation, training=training)
-        return outputs[0] if unbatched else outputs
+        return self.transform_images(images, transformation, training=training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-3]) + (self.height, self.width, 3)

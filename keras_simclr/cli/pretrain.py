@@ -16,10 +16,10 @@ epoch with the same optimizer state and schedule position (`--noresume`
 starts over).
 """
 
+import contextlib
 import json
 import math
 import os
-import time
 
 from absl import flags
 from absl import logging
@@ -58,7 +58,8 @@ flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_bfloat16 polic
 flags.DEFINE_integer("knn_every", 1, "Evaluate kNN every N epochs (0: only at the end).")
 flags.DEFINE_integer("knn_k", 200, "kNN neighbours.")
 flags.DEFINE_float("knn_temperature", 0.1, "kNN weighting temperature.")
-flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution.")
+flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
+flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
 flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 
@@ -109,7 +110,7 @@ def _validate(config):
         )
 
 
-def _build_model(config, image_size, num_classes, steps_per_epoch):
+def _build_model(config, image_size, num_classes, steps_per_epoch, sync_batchnorm=False):
     import keras
 
     import keras_simclr as ks
@@ -120,10 +121,15 @@ def _build_model(config, image_size, num_classes, steps_per_epoch):
     temperature = config["temperature"] or (0.5 if preset == "cifar" else 0.1)
     model = ks.models.ContrastiveModel(
         encoder=ks.models.create_encoder(
-            config["model"], image_size, width_multiplier=config["width_multiplier"]
+            config["model"],
+            image_size,
+            width_multiplier=config["width_multiplier"],
+            sync_batchnorm=sync_batchnorm,
         ),
         projection_head=ks.models.ProjectionHead(
-            num_layers=config["head_layers"], output_dim=config["projection_dim"]
+            num_layers=config["head_layers"],
+            output_dim=config["projection_dim"],
+            sync_batchnorm=sync_batchnorm,
         ),
         augmenter=ks.augment.SimCLRAugmentation(
             image_size, preset=preset, seed=config["seed"]
@@ -192,20 +198,32 @@ def run_pretraining(config):
         )
     steps_per_epoch = train.num_examples // config["batch_size"]
 
+    from keras_simclr import distribute
+
+    strategy = distribute.resolve_strategy(tpu=config["tpu"])
+    replicas = distribute.replicas_of(strategy)
+    distribute.check_global_batch(config["batch_size"], replicas)
+
     keras.utils.set_random_seed(config["seed"])
     if config["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
     output_dir = config["output_dir"]
     os.makedirs(output_dir, exist_ok=True)
-    model, settings = _build_model(config, image_size, train.num_classes, steps_per_epoch)
     initial_epoch = 0
-    if config["resume"]:
-        restored = load_checkpoint(output_dir)
-        if restored is not None:
-            model, initial_epoch = restored
-            logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
-            print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        # Global BatchNorm whenever the batch is split over devices.
+        model, settings = _build_model(
+            config, image_size, train.num_classes, steps_per_epoch,
+            sync_batchnorm=replicas > 1,
+        )
+        if config["resume"]:
+            restored = load_checkpoint(output_dir)
+            if restored is not None:
+                model, initial_epoch = restored
+                logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
+                print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
+    settings["replicas"] = replicas
 
     train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
@@ -277,7 +295,7 @@ _FLAG_NAMES = {
     "model", "width_multiplier", "image_size", "augmentation", "batch_size", "epochs", "learning_rate",
     "learning_rate_scaling", "temperature", "optimizer", "momentum", "weight_decay",
     "warmup_epochs", "projection_dim", "head_layers", "output_dir", "resume", "seed",
-    "mixed_precision", "knn_every", "knn_k", "knn_temperature", "steps_per_execution", "verbose",
+    "mixed_precision", "knn_every", "knn_k", "knn_temperature", "steps_per_execution", "tpu", "verbose",
 }
 
 

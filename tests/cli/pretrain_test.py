@@ -46,6 +46,7 @@ def _config(**overrides):
         "knn_k": 200,
         "knn_temperature": 0.1,
         "steps_per_execution": 1,
+        "tpu": None,
         "verbose": 0,
     }
     config.update(overrides)

@@ -207,3 +207,17 @@ def test_jax_data_parallel_sees_the_global_batch():
     # Weights moved by up to ~3 in this step; the two runs agree to float32
     # round-off (about 2e-5 absolute, 6e-6 relative, here).
     assert result["diff"] < 1e-4, result
+
+
+def test_global_batch_must_split_evenly_and_one_device_gets_default_strategy():
+    import tensorflow as tf
+
+    from keras_simclr import distribute
+
+    with pytest.raises(ValueError, match=r"2 replicas.*batch_size=7"):
+        distribute.check_global_batch(7, 2)
+    assert distribute.check_global_batch(8, 2) == 4
+    strategy = distribute.resolve_strategy()
+    assert strategy is tf.distribute.get_strategy()
+    assert distribute.replicas_of(strategy) == 1
+    assert distribute.replicas_of(None) == 1
