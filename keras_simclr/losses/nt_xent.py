@@ -1,37 +1,89 @@
+"""NT-Xent, SimCLR's contrastive loss: a function and a thin `Loss` class."""
+
 import math
 
 import keras
 from keras import ops
 
-# Added to the logits an anchor must not score (itself): exp() of it is 0 in
-# float32, and it stays finite so 0 * it is 0 in the gradient.
+# Added to the logits an anchor must not score (its own copy): exp() of it
+# underflows to exactly 0 in float32, and it stays finite, so the masked
+# entries get a gradient of exactly 0 instead of nan. The logits are always
+# float32 (inputs are cast first), where -1e9 is representable; it would
+# overflow float16. google-research/simclr uses the same LARGE_NUM.
 _MASK = -1e9
 
 
 def validate_temperature(temperature):
-    """Returns `temperature` as a float, or raises if it is not > 0."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        value = float("nan")
+    """Returns `temperature` as a float, or raises if it is not finite > 0."""
+    value = float("nan")
+    if not isinstance(temperature, (str, bytes, bool)):
+        try:
+            value = float(temperature)
+        except (TypeError, ValueError):
+            pass
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
             "`temperature` must be a positive finite number. "
-            f"Received: temperature={temperature}"
+            f"Received: temperature={temperature!r}"
         )
     return value
 
 
-def _check_pair(z_a, z_b):
-    if len(z_a.shape) != 2 or tuple(z_a.shape) != tuple(z_b.shape):
+def _static_shape(x):
+    return tuple(x.shape) if hasattr(x, "shape") else tuple(ops.shape(x))
+
+
+def _compatible(shape_a, shape_b):
+    """Equal rank and equal dims wherever both are known."""
+    return len(shape_a) == len(shape_b) and all(
+        a is None or b is None or a == b for a, b in zip(shape_a, shape_b)
+    )
+
+
+def _check_inputs(z_a, z_b, keys):
+    shape_a, shape_b = _static_shape(z_a), _static_shape(z_b)
+    if len(shape_a) != 2 or not _compatible(shape_a, shape_b):
         raise ValueError(
             "`z_a` and `z_b` must be (batch, dim) tensors of the same shape. "
-            f"Received: z_a.shape={tuple(z_a.shape)}, z_b.shape={tuple(z_b.shape)}"
+            f"Received: z_a.shape={shape_a}, z_b.shape={shape_b}"
         )
-    if z_a.shape[0] is not None and z_a.shape[0] < 2:
+    if keys is None:
+        if shape_a[0] is not None and shape_a[0] < 2:
+            raise ValueError(
+                "NT-Xent needs at least 2 pairs: with one image there are no "
+                f"negatives. Received: z_a.shape={shape_a}"
+            )
+        return
+    if not isinstance(keys, (tuple, list)) or len(keys) != 2:
         raise ValueError(
-            "NT-Xent needs at least 2 pairs: with one image there are no "
-            f"negatives. Received: z_a.shape={tuple(z_a.shape)}"
+            "`keys` must be a pair `(keys_a, keys_b)` of (global_batch, dim) "
+            f"tensors. Received: keys of type {type(keys).__name__}"
+        )
+    shape_ka, shape_kb = _static_shape(keys[0]), _static_shape(keys[1])
+    if (
+        len(shape_ka) != 2
+        or not _compatible(shape_ka, shape_kb)
+        or not _compatible(shape_ka[1:], shape_a[1:])
+    ):
+        raise ValueError(
+            "`keys` must be two (global_batch, dim) tensors of the same shape, "
+            "with the dim of `z_a`. Received: "
+            f"keys_a.shape={shape_ka}, keys_b.shape={shape_kb}, "
+            f"z_a.shape={shape_a}"
+        )
+    if shape_ka[0] is not None and shape_ka[0] < 2:
+        raise ValueError(
+            "NT-Xent needs at least 2 pairs in the global batch: with one image "
+            f"there are no negatives. Received: keys_a.shape={shape_ka}"
+        )
+    if (
+        shape_ka[0] is not None
+        and shape_a[0] is not None
+        and shape_a[0] > shape_ka[0]
+    ):
+        raise ValueError(
+            "The global batch `keys` must contain the local batch. "
+            f"Received: z_a.shape={shape_a}, keys_a.shape={shape_ka}"
         )
 
 
@@ -41,14 +93,15 @@ def _normalize(z):
 
 
 def _logits(z_a, z_b, keys, offset, temperature):
-    """Logits of the 2n local anchors against the 2M keys, and the labels.
+    """float32 logits of the 2n local anchors against the 2M keys, and labels.
 
-    Row i of the view-a half scores: [keys_b (M), keys_a (M)]; its positive
-    is keys_b[offset + i] (column offset + i) and its own copy,
-    keys_a[offset + i] (column M + offset + i), is masked out. The view-b
-    half is symmetric.
+    As google-research/simclr's `add_contrastive_loss`: row i of the view-a
+    half scores `[keys_b (M), keys_a (M)]`; its positive is
+    `keys_b[offset + i]` (column `offset + i`) and its own copy
+    `keys_a[offset + i]` (column `M + offset + i`) is masked out. The view-b
+    half is the mirror image, with the same label.
     """
-    _check_pair(z_a, z_b)
+    _check_inputs(z_a, z_b, keys)
     z_a, z_b = _normalize(z_a), _normalize(z_b)
     if keys is None:
         keys_a, keys_b = z_a, z_b
@@ -79,39 +132,45 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
 
     Each of the 2N projections is an anchor; its positive is the other view
     of the same image and its negatives are the other 2N - 2 projections.
-    Logits are cosine similarities divided by `temperature`. Returns the mean
-    over the 2N anchors of the softmax cross-entropy. Computed in float32
-    whatever the input dtype (mixed precision).
+    Logits are cosine similarities divided by `temperature` (both inputs are
+    L2-normalized here). Returns the mean over the 2N anchors of the softmax
+    cross-entropy. Computed in float32 whatever the input dtype (bfloat16 or
+    float16 under mixed precision are cast first).
 
     Under data parallelism, pass the projections of the global batch as
-    `keys` and this replica's position in it as `offset`: the local anchors
-    are then scored against every replica's negatives, and the mean of the
-    per-replica losses equals the single-device loss on the global batch.
+    `keys` and this replica's position in it as `offset`: the 2n local
+    anchors are scored against all 2M keys (every replica's negatives), and
+    the mean over replicas of the per-replica losses, and its gradients
+    (with gradients flowing through the gather of `keys`), equal the
+    single-device loss on the global batch.
 
     Args:
         z_a: (N, d) projections of the first view of N images.
         z_b: (N, d) projections of the second view, in the same order.
-        temperature: softmax temperature, > 0 (SimCLR: 0.1 on ImageNet, 0.5
-            on CIFAR).
+        temperature: softmax temperature, a positive float (SimCLR: 0.1 on
+            ImageNet, 0.5 on CIFAR-10).
         keys: optional `(keys_a, keys_b)`, each (M, d): the projections of
-            the global batch (this replica's included) from every replica.
-            `None`: the keys are `z_a`, `z_b` (one device).
+            the global batch gathered from every replica, this replica's
+            included, in replica order (normalized here). `None`: the keys
+            are `z_a`, `z_b` (one device).
         offset: index of this replica's first pair within `keys` (0 on one
-            device); may be a tensor (`replica_id * N`).
+            device); an int or an int tensor (`replica_id * N`).
 
     Returns:
-        scalar float32 loss.
+        A float32 scalar.
 
     Example:
 
     ```python
-    loss = nt_xent_loss(projection_head(encoder(view_a)),
-                        projection_head(encoder(view_b)), temperature=0.5)
+    z_a = projection_head(encoder(view_a))
+    z_b = projection_head(encoder(view_b))
+    loss = nt_xent_loss(z_a, z_b, temperature=0.5)
     ```
 
     References:
-        - Chen et al., A Simple Framework for Contrastive Learning of Visual
-          Representations, ICML 2020, eq. 1 and algorithm 1.
+        - [Chen et al., A Simple Framework for Contrastive Learning of Visual
+          Representations, ICML 2020](https://arxiv.org/abs/2002.05709),
+          eq. 1 and Algorithm 1.
     """
     temperature = validate_temperature(temperature)
     logits, labels = _logits(z_a, z_b, keys, offset, temperature)
@@ -123,9 +182,14 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
 def contrastive_accuracy(z_a, z_b, keys=None, offset=0):
     """Fraction of the 2N anchors whose positive scores highest.
 
-    Each anchor's positive competes with its 2M - 2 negatives (`M = N`
-    on one device); the anchor itself is excluded. Arguments as for
-    `nt_xent_loss`. Returns a float32 scalar in [0, 1].
+    Each anchor's positive competes with its 2M - 2 negatives (`M = N` on
+    one device); the anchor's own copy is excluded. An anchor counts as
+    correct only if its positive scores strictly higher than every negative,
+    so collapsed (identical) embeddings score 0, not 1 / N. Arguments as for
+    `nt_xent_loss`.
+
+    Returns:
+        A float32 scalar in [0, 1].
 
     Example:
 
@@ -134,35 +198,54 @@ def contrastive_accuracy(z_a, z_b, keys=None, offset=0):
     ```
     """
     logits, labels = _logits(z_a, z_b, keys, offset, temperature=1.0)
-    predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
-    return ops.mean(ops.cast(ops.equal(predicted, labels), "float32"))
+    positive_mask = ops.one_hot(labels, ops.shape(logits)[1], dtype="float32")
+    positive = ops.sum(logits * positive_mask, axis=1)
+    best_negative = ops.max(logits + positive_mask * _MASK, axis=1)
+    return ops.mean(ops.cast(ops.greater(positive, best_negative), "float32"))
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class NTXent(keras.losses.Loss):
-    """NT-Xent as a `keras.losses.Loss`: `NTXent(0.1)(z_a, z_b)`.
+    """NT-Xent as a `keras.losses.Loss`, called `NTXent(0.1)(z_a, z_b)`.
 
-    The two arguments of a Keras loss, `(y_true, y_pred)`, carry the two
-    views' projections `(z_a, z_b)`; see `nt_xent_loss`.
+    A Keras loss is called as `loss(y_true, y_pred)`; here the two slots
+    carry the two views' projections: `y_true` is `z_a` and `y_pred` is
+    `z_b`, each (N, d), and there are no labels. The loss is symmetric, so
+    the order does not matter. See `nt_xent_loss` for the math. The value is
+    already a mean over the batch (every anchor depends on the whole batch),
+    so `sample_weight` is not supported.
 
     Args:
-        temperature: softmax temperature, > 0.
-        **kwargs: forwarded to `keras.losses.Loss` (e.g. `name`).
+        temperature: softmax temperature, a positive float.
+        **kwargs: forwarded to `keras.losses.Loss` (`name`, `reduction`,
+            `dtype`).
 
     Example:
 
     ```python
-    loss = NTXent(temperature=0.5)(z_a, z_b)
+    loss_fn = NTXent(temperature=0.5)
+    loss = loss_fn(projection_head(encoder(view_a)),
+                   projection_head(encoder(view_b)))
     ```
 
     References:
-        - Chen et al., A Simple Framework for Contrastive Learning of Visual
-          Representations, ICML 2020, eq. 1.
+        - [Chen et al., A Simple Framework for Contrastive Learning of Visual
+          Representations, ICML 2020](https://arxiv.org/abs/2002.05709),
+          eq. 1.
     """
 
     def __init__(self, temperature=0.1, name="nt_xent", **kwargs):
         super().__init__(name=name, **kwargs)
         self.temperature = validate_temperature(temperature)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                "NTXent does not support `sample_weight`: every anchor's loss "
+                "depends on the whole batch. Received: sample_weight of shape "
+                f"{getattr(sample_weight, 'shape', None)}"
+            )
+        return super().__call__(y_true, y_pred)
 
     def call(self, y_true, y_pred):
         return nt_xent_loss(y_true, y_pred, temperature=self.temperature)

@@ -276,14 +276,14 @@ def test_config_round_trip():
     assert restored.get_config() == config
     assert restored.lars_weight_decay == 1e-4
     assert restored.weight_decay is None
-    assert restored.exclude_from_weight_decay == ["bn", "bias"]
-    assert restored.exclude_from_layer_adaptation == ["bias"]
+    assert restored.weight_decay_exclusions == ["bn", "bias"]
+    assert restored.layer_adaptation_exclusions == ["bias"]
     assert restored.clipnorm == 1.0
 
     # Defaults: adaptation exclusions follow the decay exclusions.
     defaults = LARS.from_config(LARS(exclude_from_weight_decay=["x"]).get_config())
-    assert defaults.exclude_from_layer_adaptation == ["x"]
-    assert LARS().exclude_from_weight_decay == [
+    assert defaults.layer_adaptation_exclusions == ["x"]
+    assert LARS().weight_decay_exclusions == [
         "batch_normalization", "gamma", "beta", "bias",
     ]
 
@@ -299,7 +299,7 @@ def test_config_round_trip():
     assert isinstance(clone._learning_rate, keras.optimizers.schedules.CosineDecay)
     assert clone._learning_rate.get_config() == schedule.get_config()
     assert clone.lars_weight_decay == 1e-6
-    assert clone.exclude_from_layer_adaptation == ["gamma"]
+    assert clone.layer_adaptation_exclusions == ["gamma"]
 
     # The restored optimizer steps identically.
     weights, grads = _problem(seed=6)
@@ -309,12 +309,82 @@ def test_config_round_trip():
                     rtol=0, atol=0)
 
 
+def test_three_steps_unrolled_by_hand():
+    # w0 = [3, 4] (||w0|| = 5), g = [0.6, 0.8] (unit norm) at every step,
+    # lr 1, momentum 0.5, eeta 0.1, weight decay 0. trust_t = 0.1 * ||w_t||,
+    # and every update is along g, so ||w_t|| = 5 - (total step so far).
+    g = np.array([0.6, 0.8])
+    # Heavy ball: v1 = 0.5 g -> w1 = w0 - 0.5 g (norm 4.5)
+    #             v2 = 0.5 * 0.5 g + 0.45 g = 0.7 g -> w2 norm 3.8
+    #             v3 = 0.35 g + 0.38 g = 0.73 g -> w3 norm 3.07
+    plain = np.array([3.0, 4.0]) - (0.5 + 0.7 + 0.73) * g
+    # Nesterov: step_t = 0.5 v_t + trust_t g.
+    #   v1 = 0.5 g, step 0.25 + 0.5 = 0.75 -> norm 4.25
+    #   v2 = 0.25 g + 0.425 g = 0.675 g, step 0.3375 + 0.425 = 0.7625 -> 3.4875
+    #   v3 = 0.3375 g + 0.34875 g = 0.68625 g, step 0.343125 + 0.34875
+    nesterov = np.array([3.0, 4.0]) - (0.75 + 0.7625 + 0.691875) * g
+    for use_nesterov, expected in ((False, plain), (True, nesterov)):
+        w = keras.Variable(np.array([3.0, 4.0], "float32"), name="kernel")
+        opt = LARS(1.0, momentum=0.5, eeta=0.1, nesterov=use_nesterov)
+        for _ in range(3):
+            opt.apply_gradients([(g.astype("float32"), w)])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(w), expected, rtol=1e-6)
+        # The NumPy oracle used by the other tests agrees.
+        oracle = numpy_lars({"w": [3.0, 4.0]}, [{"w": g}] * 3, [1.0] * 3,
+                            momentum=0.5, eeta=0.1, nesterov=use_nesterov)
+        np.testing.assert_allclose(oracle["w"], expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [dict(momentum=1.0), dict(momentum=-0.1), dict(weight_decay=-1e-4)]
+    "kwargs",
+    [
+        dict(momentum=1.0),
+        dict(momentum=-0.1),
+        dict(weight_decay=-1e-4),
+        dict(weight_decay=None),
+        dict(weight_decay=float("nan")),
+        dict(eeta=-0.001),
+        dict(eeta=float("inf")),
+        dict(exclude_from_weight_decay=[1, 2]),
+        dict(exclude_from_layer_adaptation=3),
+    ],
 )
 def test_rejects_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="Received"):
+    (name, value), = kwargs.items()
+    with pytest.raises(ValueError, match=f"Received: {name}="):
         LARS(**kwargs)
+
+
+def test_a_single_string_is_one_pattern():
+    # Not list("bias") = ["b", "i", "a", "s"], which would match nearly all.
+    opt = LARS(exclude_from_weight_decay="bias")
+    assert opt.weight_decay_exclusions == ["bias"]
+    assert opt.layer_adaptation_exclusions == ["bias"]
+
+
+def test_exclude_from_weight_decay_method():
+    # Keras's own API for decay exclusions adds to the constructor's, before
+    # build(), and affects decay only (adaptation keeps its exclusions).
+    weights, grads = _problem(seed=11)
+    weights["other"] = weights["kernel"][:2] * 2.0
+    for g in grads:
+        g["other"] = g["kernel"][:2] * -1.0
+    opt = LARS(0.5, weight_decay=0.2, exclude_from_weight_decay=[],
+               exclude_from_layer_adaptation=["bias"])
+    variables = {k: keras.Variable(v, name=k) for k, v in weights.items()}
+    opt.exclude_from_weight_decay(var_list=[variables["other"]], var_names=["kern"])
+    assert opt.get_config()["exclude_from_weight_decay"] == ["kern"]
+    for g in grads:
+        opt.apply_gradients([(g[k], variables[k]) for k in weights])
+    expected = numpy_lars(
+        weights, grads, [0.5] * 3, weight_decay=0.2,
+        decay={"kernel": False, "bias": True, "other": False},
+        adapt={"kernel": True, "bias": False, "other": True},
+    )
+    _assert_weights({k: keras.ops.convert_to_numpy(v) for k, v in variables.items()},
+                    expected)
+    with pytest.raises(ValueError, match="before the optimizer is built"):
+        opt.exclude_from_weight_decay(var_names=["bias"])
 
 
 def _dense_bn_model(seed):
@@ -337,6 +407,8 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
     # default: trust 1 and no decay, i.e. plain SGD with momentum 0.9. So
     # 3 `fit` steps with LARS equal 3 steps of keras SGD(momentum=0.9)
     # applied to those variables alone.
+    import tensorflow as tf
+
     rng = np.random.default_rng(7)
     x = rng.normal(size=(16, 5)).astype("float32")
     y = rng.normal(size=(16, 1)).astype("float32")
@@ -360,17 +432,17 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
     assert len(excluded) == 4  # 2 dense biases, gamma, beta
     sgd = keras.optimizers.SGD(lr, momentum=0.9)
     loss_fn = keras.losses.MeanSquaredError()
-    import tensorflow as tf
-
     for _ in range(3):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, reference(x, training=True))
         sgd.apply_gradients(zip(tape.gradient(loss, excluded), excluded))
 
-    for got, expected, init in zip(model.trainable_variables,
-                                   reference.trainable_variables,
-                                   [w for w, v in zip(initial, model.weights)
-                                    if v.trainable]):
+    trainable_initial = [
+        w for w, v in zip(initial, model.weights) if v.trainable
+    ]
+    for got, expected, init in zip(
+        model.trainable_variables, reference.trainable_variables, trainable_initial
+    ):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(expected),
             rtol=1e-5, atol=1e-6, err_msg=got.path,
@@ -383,40 +455,69 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
             assert not np.allclose(value, init), got.path
 
 
-def test_fit_one_step_excluded_variables_equal_sgd():
-    # Default eeta: after one step from the same weights, every excluded
-    # variable equals one SGD-momentum step (w -= lr * g), kernels differ.
+def test_fit_steps_match_numpy_for_every_variable():
+    # 3 `fit` steps of a Dense + BatchNormalization model against the NumPy
+    # rule fed with the gradients of a replica model: kernels adapted and
+    # decayed; BN gamma/beta and dense biases (default exclusions) with
+    # trust 1 and no decay.
+    import tensorflow as tf
+
     rng = np.random.default_rng(8)
     x = rng.normal(size=(8, 5)).astype("float32")
     y = rng.normal(size=(8, 1)).astype("float32")
-    lars_model, sgd_model = _dense_bn_model(1), _dense_bn_model(1)
-    for a, b in zip(lars_model.weights, sgd_model.weights):
+    lr, wd, eeta = 0.2, 0.01, 0.02
+    model, reference = _dense_bn_model(1), _dense_bn_model(1)
+    for a, b in zip(model.weights, reference.weights):
         b.assign(a)
-    lars_model.compile(optimizer=LARS(0.1, weight_decay=1e-3), loss="mse")
-    sgd_model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
-    for m in (lars_model, sgd_model):
-        m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    for a, b in zip(lars_model.trainable_variables, sgd_model.trainable_variables):
-        a, b, path = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), a.path
-        if any(s in path for s in ("bias", "gamma", "beta")):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=path)
-        else:
-            assert not np.allclose(a, b), path
+    model.compile(optimizer=LARS(lr, weight_decay=wd, eeta=eeta), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+
+    names = [v.path for v in reference.trainable_variables]
+    excluded = {k: any(s in k for s in ("bias", "gamma", "beta")) for k in names}
+    assert sum(excluded.values()) == 4 and len(names) == 6
+    w = {k: keras.ops.convert_to_numpy(v).astype("float64")
+         for k, v in zip(names, reference.trainable_variables)}
+    vel = {k: np.zeros_like(v) for k, v in w.items()}
+    loss_fn = keras.losses.MeanSquaredError()
+    for _ in range(3):
+        for k, v in zip(names, reference.trainable_variables):
+            v.assign(w[k].astype("float32"))
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, reference(x, training=True))
+        grads = tape.gradient(loss, reference.trainable_variables)
+        for k, g in zip(names, grads):
+            g = g.numpy().astype("float64")
+            if excluded[k]:
+                trust = 1.0
+            else:
+                g = g + wd * w[k]
+                trust = eeta * np.linalg.norm(w[k]) / np.linalg.norm(g)
+                assert 1e-3 < trust < 1.0  # the ratio really scales the step
+            vel[k] = 0.9 * vel[k] + lr * trust * g
+            w[k] = w[k] - vel[k]
+    for k, v in zip(names, model.trainable_variables):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(v), w[k], rtol=1e-4, atol=1e-6, err_msg=k
+        )
 
 
-_KWARGS = dict(learning_rate=0.5, momentum=0.9, weight_decay=0.1, eeta=0.01,
-               nesterov=False)
+_KWARGS = dict(learning_rate=0.5, momentum=0.9, weight_decay=0.1, eeta=0.01)
 _STEPS = 2
 
 
 def _subprocess_problem():
+    """The payload for a subprocess, and the NumPy result for each nesterov."""
     weights, grads = _problem(seed=9, steps=_STEPS)
-    expected = numpy_lars(
-        weights, grads, [_KWARGS["learning_rate"]] * _STEPS,
-        momentum=_KWARGS["momentum"], weight_decay=_KWARGS["weight_decay"],
-        eeta=_KWARGS["eeta"],
-        decay={"kernel": True, "bias": False}, adapt={"kernel": True, "bias": False},
-    )
+    expected = {
+        nesterov: numpy_lars(
+            weights, grads, [_KWARGS["learning_rate"]] * _STEPS,
+            momentum=_KWARGS["momentum"], weight_decay=_KWARGS["weight_decay"],
+            eeta=_KWARGS["eeta"], nesterov=nesterov,
+            decay={"kernel": True, "bias": False},
+            adapt={"kernel": True, "bias": False},
+        )
+        for nesterov in (False, True)
+    }
     payload = json.dumps({
         "weights": {k: v.tolist() for k, v in weights.items()},
         "grads": [{k: v.tolist() for k, v in g.items()} for g in grads],
@@ -437,10 +538,15 @@ names = ["kernel", "bias"]
 weights = {{k: np.array(v, "float32") for k, v in p["weights"].items()}}
 grads = [{{k: np.array(v, "float32") for k, v in g.items()}} for g in p["grads"]]
 
-def run(strategy):
+def run(strategy, nesterov):
+    # A layer's variables: paths "head/kernel", "head/bias".
     with strategy.scope():
-        variables = [keras.Variable(weights[k], name=k) for k in names]
-        opt = LARS(**p["kwargs"])
+        layer = keras.layers.Dense(3, name="head")
+        layer.build((None, 4))
+        layer.kernel.assign(weights["kernel"])
+        layer.bias.assign(weights["bias"])
+        variables = [layer.kernel, layer.bias]
+        opt = LARS(nesterov=nesterov, **p["kwargs"])
         opt.build(variables)
 
     @tf.function
@@ -460,24 +566,63 @@ def run(strategy):
         step(tf.constant(g["kernel"]), tf.constant(g["bias"]))
     return {{k: keras.ops.convert_to_numpy(v).tolist() for k, v in zip(names, variables)}}
 
+def fit(strategy):
+    # model.fit: Keras splits the batch of 16 into 8 per replica.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([
+            keras.Input((5,)),
+            keras.layers.Dense(4, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, name="head"),
+        ], name="model")
+        model.compile(optimizer=LARS(0.3, weight_decay=0.05, eeta=0.02,
+                                     exclude_from_weight_decay=["head/"]),
+                      loss="mse")
+    initial = [np.array(v.numpy()).tolist() for v in model.trainable_variables]
+    model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    return {{"paths": [v.path for v in model.trainable_variables],
+             "initial": initial,
+             "final": [np.array(v.numpy()).tolist() for v in model.trainable_variables]}}
+
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2
 single = tf.distribute.get_strategy()
-print(json.dumps({{"mirrored": run(mirrored), "single": run(single)}}))
+out = {{"fit_mirrored": fit(mirrored), "fit_single": fit(single)}}
+for nesterov in (False, True):
+    out[f"mirrored_{{nesterov}}"] = run(mirrored, nesterov)
+    out[f"single_{{nesterov}}"] = run(single, nesterov)
+print(json.dumps(out))
 """
 
 
-def test_mirrored_strategy_two_steps_equal_single_device():
+def test_mirrored_strategy_equals_single_device():
+    # The DESIGN pitfall: under MirroredStrategy, update_step gets each
+    # replica's raw tf.Variable; exclusions are looked up by variable index.
     payload, expected = _subprocess_problem()
     out = run_in_subprocess(
         _MIRRORED.format(payload=payload), backend="tensorflow", timeout=300
     )
     result = json.loads(out.strip().splitlines()[-1])
-    mirrored = {k: np.array(v) for k, v in result["mirrored"].items()}
-    single = {k: np.array(v) for k, v in result["single"].items()}
-    _assert_weights(mirrored, single, rtol=1e-6, atol=1e-7)
-    _assert_weights(single, expected)
-    _assert_weights(mirrored, expected)
+    for nesterov in (False, True):
+        mirrored = {k: np.array(v) for k, v in result[f"mirrored_{nesterov}"].items()}
+        single = {k: np.array(v) for k, v in result[f"single_{nesterov}"].items()}
+        _assert_weights(mirrored, single, rtol=1e-6, atol=1e-7)
+        _assert_weights(single, expected[nesterov])
+        _assert_weights(mirrored, expected[nesterov])
+
+    fit_m, fit_s = result["fit_mirrored"], result["fit_single"]
+    assert fit_m["paths"] == fit_s["paths"] == [
+        "model/hidden/kernel", "model/hidden/bias",
+        "model/head/kernel", "model/head/bias",
+    ]
+    for path, init, got_m, got_s in zip(
+        fit_s["paths"], fit_s["initial"], fit_m["final"], fit_s["final"]
+    ):
+        np.testing.assert_allclose(got_m, got_s, rtol=1e-5, atol=1e-6, err_msg=path)
+        assert not np.allclose(got_s, init), path
 
 
 _JAX = """
@@ -487,16 +632,56 @@ assert keras.backend.backend() == "jax"
 from keras_simclr.optimizers import LARS
 p = json.loads({payload!r})
 names = ["kernel", "bias"]
-variables = [keras.Variable(np.array(p["weights"][k], "float32"), name=k) for k in names]
-opt = LARS(**p["kwargs"])
-for g in p["grads"]:
-    opt.apply_gradients([(np.array(g[k], "float32"), v) for k, v in zip(names, variables)])
-print(json.dumps({{k: np.asarray(v.value).tolist() for k, v in zip(names, variables)}}))
+out = {{}}
+for nesterov in (False, True):
+    variables = [keras.Variable(np.array(p["weights"][k], "float32"), name=k)
+                 for k in names]
+    opt = LARS(nesterov=nesterov, **p["kwargs"])
+    for g in p["grads"]:
+        opt.apply_gradients(
+            [(np.array(g[k], "float32"), v) for k, v in zip(names, variables)])
+    out[str(nesterov)] = {{k: np.asarray(v.value).tolist()
+                          for k, v in zip(names, variables)}}
+
+# model.fit on JAX goes through the jitted stateless_apply: one step of a
+# Dense model, kernel adapted, bias excluded (trust 1, plain SGD step).
+rng = np.random.default_rng(0)
+x = rng.normal(size=(8, 3)).astype("float32")
+y = rng.normal(size=(8, 2)).astype("float32")
+keras.utils.set_random_seed(2)
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+model.compile(optimizer=LARS(nesterov=True, **p["kwargs"]), loss="mse")
+out["fit_initial"] = [np.asarray(v.value).tolist() for v in model.trainable_variables]
+model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+out["fit_final"] = [np.asarray(v.value).tolist() for v in model.trainable_variables]
+out["fit_x"], out["fit_y"] = x.tolist(), y.tolist()
+print(json.dumps(out))
 """
 
 
-def test_jax_two_steps_match_numpy():
+def test_jax_backend_matches_numpy():
     payload, expected = _subprocess_problem()
     out = run_in_subprocess(_JAX.format(payload=payload), backend="jax", timeout=300)
     result = json.loads(out.strip().splitlines()[-1])
-    _assert_weights({k: np.array(v) for k, v in result.items()}, expected)
+    for nesterov in (False, True):
+        _assert_weights(
+            {k: np.array(v) for k, v in result[str(nesterov)].items()},
+            expected[nesterov],
+        )
+
+    # The fit step against the closed form: MSE gradients of a linear model.
+    kernel, bias = (np.array(v, "float64") for v in result["fit_initial"])
+    x, y = np.array(result["fit_x"]), np.array(result["fit_y"])
+    residual = 2.0 * (x @ kernel + bias - y) / y.size
+    grads = {"kernel": x.T @ residual, "bias": residual.sum(axis=0)}
+    step = numpy_lars(
+        {"kernel": kernel, "bias": bias}, [grads], [_KWARGS["learning_rate"]],
+        momentum=_KWARGS["momentum"], weight_decay=_KWARGS["weight_decay"],
+        eeta=_KWARGS["eeta"], nesterov=True,
+        decay={"kernel": True, "bias": False}, adapt={"kernel": True, "bias": False},
+    )
+    _assert_weights(
+        {"kernel": np.array(result["fit_final"][0]),
+         "bias": np.array(result["fit_final"][1])},
+        step,
+    )
