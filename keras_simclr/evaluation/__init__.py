@@ -6,6 +6,8 @@ from keras_simclr.evaluation.knn import extract_features
 from keras_simclr.evaluation.knn import knn_accuracy
 from keras_simclr.evaluation.knn import weighted_knn_predict
 from keras_simclr.evaluation.knn_monitor import KNNMonitor
+from keras_simclr.evaluation.linear_eval import fine_tune
+from keras_simclr.evaluation.linear_eval import linear_evaluation
 from keras_simclr.evaluation.non_finite_loss_guard import NonFiniteLossError
 from keras_simclr.evaluation.non_finite_loss_guard import NonFiniteLossGuard
 
@@ -16,6 +18,8 @@ __all__ = [
     "NonFiniteLossGuard",
     "evaluate_knn",
     "extract_features",
+    "fine_tune",
     "knn_accuracy",
+    "linear_evaluation",
     "weighted_knn_predict",
 ]
