@@ -2,6 +2,8 @@
 
     keras-simclr pretrain --image_folder DIR --output_dir runs/x [flags]
     keras-simclr pretrain --dataset cifar10 --output_dir runs/x [flags]
+    keras-simclr linear_eval --encoder runs/x/encoder --image_folder DIR
+    keras-simclr finetune --encoder runs/x/encoder --image_folder DIR --label_fraction 0.1
 
 `keras-simclr SUBCOMMAND --helpfull` lists a subcommand's flags.
 """
@@ -9,8 +11,11 @@
 import importlib
 import sys
 
+# subcommand: (module, function)
 SUBCOMMANDS = {
-    "pretrain": "keras_simclr.cli.pretrain",
+    "pretrain": ("keras_simclr.cli.pretrain", "main"),
+    "linear_eval": ("keras_simclr.cli.evaluate", "main_linear_eval"),
+    "finetune": ("keras_simclr.cli.evaluate", "main_finetune"),
 }
 
 
@@ -29,11 +34,13 @@ def run(argv=None):
     if name not in SUBCOMMANDS:
         print(f"keras-simclr: unknown subcommand {name!r}. {_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name])
+    module_name, function = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
     from absl import app
 
     # Only the chosen subcommand's flags are defined in this process.
-    app.run(module.main, argv=[f"keras-simclr {name}"] + argv[2:])
+    module.define_flags()
+    app.run(getattr(module, function), argv=[f"keras-simclr {name}"] + argv[2:])
     return 0
 
 

@@ -26,41 +26,43 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("dataset", None, "tfds dataset name, e.g. cifar10, stl10, imagenet2012.")
-flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (where `tfds.load` looks for data).")
-flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
-flags.DEFINE_string("train_split", "train", "Split to pretrain on (and the kNN memory bank).")
-flags.DEFINE_string("eval_split", "test", "Split whose images are the kNN queries.")
-flags.DEFINE_integer("train_examples", None, "Use only the first N training examples (quick runs).")
-flags.DEFINE_string("model", "resnet18_cifar", "Encoder: resnet18_cifar, resnet50, resnet50_2x, ...")
-flags.DEFINE_float("width_multiplier", None, "Override the encoder's width multiplier (e.g. 0.25 for quick runs).")
-flags.DEFINE_integer("image_size", None, "Image side; default: the data's own size.")
-flags.DEFINE_enum("augmentation", "auto", ["auto", "cifar", "imagenet", "moco_v2"],
-                  "Augmentation preset; auto: cifar for images up to 64 px, else imagenet.")
-flags.DEFINE_integer("batch_size", 256, "Global batch size.")
-flags.DEFINE_integer("epochs", 100, "Training epochs.")
-flags.DEFINE_float("learning_rate", None,
-                   "Base learning rate, scaled by --learning_rate_scaling. Default: 0.3 (lars, sgd) "
-                   "with linear scaling (lr = 0.3 * batch / 256, as in SimCLR), 1e-3 for adamw.")
-flags.DEFINE_enum("learning_rate_scaling", "linear", ["linear", "sqrt", "none"],
-                  "linear: base * batch / 256; sqrt: base * sqrt(batch); none: base.")
-flags.DEFINE_float("temperature", None, "NT-Xent temperature; default 0.5 for CIFAR-size images, else 0.1.")
-flags.DEFINE_enum("optimizer", "lars", ["lars", "sgd", "adamw"], "Optimizer.")
-flags.DEFINE_float("momentum", 0.9, "Momentum (lars, sgd).")
-flags.DEFINE_float("weight_decay", 1e-6, "Weight decay.")
-flags.DEFINE_float("warmup_epochs", None, "Linear warmup epochs; default 10% of --epochs, at most 10.")
-flags.DEFINE_integer("projection_dim", 128, "Projection head output width.")
-flags.DEFINE_integer("head_layers", 2, "Projection head layers (SimCLR v2: 3).")
-flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, metrics and the encoder go.")
-flags.DEFINE_bool("resume", True, "Continue from the checkpoint in --output_dir if there is one.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_bfloat16 policy.")
-flags.DEFINE_integer("knn_every", 1, "Evaluate kNN every N epochs (0: only at the end).")
-flags.DEFINE_integer("knn_k", 200, "kNN neighbours.")
-flags.DEFINE_float("knn_temperature", 0.1, "kNN weighting temperature.")
-flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
-flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
-flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.")
+def define_flags():
+    """Defines this subcommand's flags (called once, by `keras-simclr`)."""
+    flags.DEFINE_string("dataset", None, "tfds dataset name, e.g. cifar10, stl10, imagenet2012.")
+    flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (where `tfds.load` looks for data).")
+    flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
+    flags.DEFINE_string("train_split", "train", "Split to pretrain on (and the kNN memory bank).")
+    flags.DEFINE_string("eval_split", "test", "Split whose images are the kNN queries.")
+    flags.DEFINE_integer("train_examples", None, "Use only the first N training examples (quick runs).")
+    flags.DEFINE_string("model", "resnet18_cifar", "Encoder: resnet18_cifar, resnet50, resnet50_2x, ...")
+    flags.DEFINE_float("width_multiplier", None, "Override the encoder's width multiplier (e.g. 0.25 for quick runs).")
+    flags.DEFINE_integer("image_size", None, "Image side; default: the data's own size.")
+    flags.DEFINE_enum("augmentation", "auto", ["auto", "cifar", "imagenet", "moco_v2"],
+                      "Augmentation preset; auto: cifar for images up to 64 px, else imagenet.")
+    flags.DEFINE_integer("batch_size", 256, "Global batch size.")
+    flags.DEFINE_integer("epochs", 100, "Training epochs.")
+    flags.DEFINE_float("learning_rate", None,
+                       "Base learning rate, scaled by --learning_rate_scaling. Default: 0.3 (lars, sgd) "
+                       "with linear scaling (lr = 0.3 * batch / 256, as in SimCLR), 1e-3 for adamw.")
+    flags.DEFINE_enum("learning_rate_scaling", "linear", ["linear", "sqrt", "none"],
+                      "linear: base * batch / 256; sqrt: base * sqrt(batch); none: base.")
+    flags.DEFINE_float("temperature", None, "NT-Xent temperature; default 0.5 for CIFAR-size images, else 0.1.")
+    flags.DEFINE_enum("optimizer", "lars", ["lars", "sgd", "adamw"], "Optimizer.")
+    flags.DEFINE_float("momentum", 0.9, "Momentum (lars, sgd).")
+    flags.DEFINE_float("weight_decay", 1e-6, "Weight decay.")
+    flags.DEFINE_float("warmup_epochs", None, "Linear warmup epochs; default 10% of --epochs, at most 10.")
+    flags.DEFINE_integer("projection_dim", 128, "Projection head output width.")
+    flags.DEFINE_integer("head_layers", 2, "Projection head layers (SimCLR v2: 3).")
+    flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, metrics and the encoder go.")
+    flags.DEFINE_bool("resume", True, "Continue from the checkpoint in --output_dir if there is one.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_bfloat16 policy.")
+    flags.DEFINE_integer("knn_every", 1, "Evaluate kNN every N epochs (0: only at the end).")
+    flags.DEFINE_integer("knn_k", 200, "kNN neighbours.")
+    flags.DEFINE_float("knn_temperature", 0.1, "kNN weighting temperature.")
+    flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
+    flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
+    flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 
 class PretrainError(ValueError):
@@ -76,7 +78,8 @@ def learning_rate_for(base, batch_size, scaling):
     return base
 
 
-def _load_split(config, split, image_size):
+def load_split(config, split, image_size):
+    """One split from --image_folder or --dataset, at `image_size` (None: native)."""
     from keras_simclr import data
 
     if config["image_folder"]:
@@ -182,15 +185,15 @@ def run_pretraining(config):
 
     _validate(config)
     # Data first: every data error surfaces before a model is built.
-    train = _load_split(config, config["train_split"], config["image_size"])
+    train = load_split(config, config["train_split"], config["image_size"])
     image_size = train.image_size[0]
     if tuple(train.image_size) != (image_size, image_size):
         # Square images for the model; the first image set the height.
-        train = _load_split(config, config["train_split"], image_size)
+        train = load_split(config, config["train_split"], image_size)
     if config["train_examples"]:
         train = data.take_examples(train, config["train_examples"])
     train = train.cache()
-    evaluation = _load_split(config, config["eval_split"], image_size).cache()
+    evaluation = load_split(config, config["eval_split"], image_size).cache()
     if config["batch_size"] > train.num_examples:
         raise PretrainError(
             f"--batch_size {config['batch_size']} is larger than the {train.num_examples} "

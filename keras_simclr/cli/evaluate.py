@@ -1,0 +1,129 @@
+"""`keras-simclr linear_eval` and `keras-simclr finetune`: judge an exported encoder.
+
+    keras-simclr linear_eval --encoder runs/c10/encoder --image_folder /data/cifar10
+    keras-simclr finetune --encoder runs/c10/encoder --image_folder /data/cifar10 --label_fraction 0.1
+
+`--encoder` is a directory written by `export_encoder` (the `pretrain`
+command's `OUTPUT_DIR/encoder`); without it, `--model` gives a randomly
+initialized encoder, the baseline a pretrained one must beat. Both print
+top-1/top-5 test accuracy and write them as JSON to `--output` if given.
+"""
+
+import json
+import os
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+def define_flags():
+    """Defines this subcommand's flags (called once, by `keras-simclr`)."""
+    flags.DEFINE_string("encoder", None, "Exported encoder directory (OUTPUT_DIR/encoder of pretrain).")
+    flags.DEFINE_string("model", "resnet18_cifar", "Without --encoder: a random-init encoder of this kind.")
+    flags.DEFINE_string("dataset", None, "tfds dataset name.")
+    flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir.")
+    flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
+    flags.DEFINE_string("train_split", "train", "Labelled training split.")
+    flags.DEFINE_string("eval_split", "test", "Test split.")
+    flags.DEFINE_float("label_fraction", 1.0, "Per-class balanced fraction of the training labels (0.01, 0.1, 1).")
+    flags.DEFINE_integer("epochs", 30, "Classifier (or fine-tuning) epochs.")
+    flags.DEFINE_integer("batch_size", 256, "Batch size.")
+    flags.DEFINE_float("learning_rate", None, "Peak learning rate (cosine decay). Default 0.1 linear, 0.01 finetune.")
+    flags.DEFINE_enum("optimizer", "sgd", ["sgd", "lars"], "Optimizer.")
+    flags.DEFINE_bool("augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features.")
+    flags.DEFINE_integer("seed", 0, "Seed of the label subset and augmentation.")
+    flags.DEFINE_string("output", None, "Write the result as JSON here.")
+
+
+def _encoder(config, image_size):
+    import keras
+
+    from keras_simclr.export.export_encoder import KERAS_FILE
+    from keras_simclr.models import create_encoder
+
+    if config["encoder"]:
+        path = os.path.join(config["encoder"], KERAS_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No exported encoder in {config['encoder']!r} (expected {KERAS_FILE} "
+                f"written by export_encoder). Received: encoder={config['encoder']!r}"
+            )
+        return keras.saving.load_model(path)
+    keras.utils.set_random_seed(config["seed"])
+    return create_encoder(config["model"], image_size)
+
+
+def run_evaluation(config, mode):
+    """Runs linear evaluation (`mode="linear_eval"`) or fine-tuning (`"finetune"`)."""
+    from keras_simclr import data
+    from keras_simclr.cli.pretrain import load_split
+    from keras_simclr.evaluation import fine_tune
+    from keras_simclr.evaluation import linear_evaluation
+
+    if bool(config["dataset"]) == bool(config["image_folder"]):
+        raise ValueError(
+            "Give exactly one of --dataset and --image_folder. Received: "
+            f"dataset={config['dataset']!r}, image_folder={config['image_folder']!r}"
+        )
+    train = load_split(config, config["train_split"], None)
+    image_size = train.image_size[0]
+    test = load_split(config, config["eval_split"], image_size)
+    encoder = _encoder(config, image_size)
+    if config["label_fraction"] < 1.0:
+        train = data.subset_dataset(train, config["label_fraction"], seed=config["seed"])
+    train_arrays = data.dataset_arrays(train)
+    test_arrays = data.dataset_arrays(test)
+    common = dict(
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        optimizer=config["optimizer"],
+        seed=config["seed"],
+    )
+    if mode == "linear_eval":
+        result = linear_evaluation(
+            encoder, train_arrays, test_arrays, train.num_classes,
+            learning_rate=config["learning_rate"] or 0.1, augment=config["augment"], **common,
+        )
+    else:
+        result = fine_tune(
+            encoder, train_arrays, test_arrays, train.num_classes,
+            learning_rate=config["learning_rate"] or 0.01, **common,
+        )
+    summary = {
+        "mode": mode,
+        "encoder": config["encoder"] or f"random-init {config['model']}",
+        "top1": float(result["top1"]),
+        "top5": float(result["top5"]),
+        "train_examples": int(len(train_arrays[1])),
+        "label_fraction": config["label_fraction"],
+        "epochs": config["epochs"],
+    }
+    print(json.dumps(summary))
+    if config["output"]:
+        with open(config["output"], "w") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+_FLAG_NAMES = (
+    "encoder", "model", "dataset", "tfds_data_dir", "image_folder", "train_split", "eval_split",
+    "label_fraction", "epochs", "batch_size", "learning_rate", "optimizer", "augment", "seed", "output",
+)
+
+
+def _main(mode):
+    config = {name: FLAGS[name].value for name in _FLAG_NAMES}
+    try:
+        run_evaluation(config, mode)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"keras-simclr {mode}: {error}")
+
+
+def main_linear_eval(argv):
+    del argv
+    _main("linear_eval")
+
+
+def main_finetune(argv):
+    del argv
+    _main("finetune")
