@@ -10,23 +10,12 @@ import os
 import keras
 import numpy as np
 
+from keras_simclr.evaluation.knn import resolve_encoder
+
 METADATA_FILE = "keras_simclr.json"
 KERAS_FILE = "encoder.keras"
 SERVE_ENDPOINT = "serve"
 IMAGE_SIZE_ENDPOINT = "image_size"
-
-
-def _encoder_of(model_or_encoder):
-    encoder = getattr(model_or_encoder, "encoder", None)
-    if isinstance(encoder, keras.Model):
-        return encoder
-    if isinstance(model_or_encoder, keras.Model):
-        return model_or_encoder
-    raise ValueError(
-        "export_encoder takes a ContrastiveModel (anything with an `.encoder` "
-        "keras.Model) or an encoder keras.Model. "
-        f"Received: {type(model_or_encoder).__name__}"
-    )
 
 
 def _import_tensorflow():
@@ -131,7 +120,7 @@ def export_encoder(model_or_encoder, path, image_size=None):
     features = encoder(images)  # float32 images in [0, 1]
     ```
     """
-    encoder = _encoder_of(model_or_encoder)
+    encoder = resolve_encoder(model_or_encoder, caller="export_encoder")
     tf = _import_tensorflow()
     height, width = _image_size(encoder, image_size)
     input_shape = (None, height, width, 3)
