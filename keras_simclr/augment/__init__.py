@@ -3,11 +3,9 @@
 from keras_simclr.augment.random_color_distortion import RandomColorDistortion
 from keras_simclr.augment.random_gaussian_blur import RandomGaussianBlur
 from keras_simclr.augment.random_resized_crop import RandomResizedCrop
-from keras_simclr.augment.simclr_augmentation import PRESETS
 from keras_simclr.augment.simclr_augmentation import SimCLRAugmentation
 
 __all__ = [
-    "PRESETS",
     "RandomColorDistortion",
     "RandomGaussianBlur",
     "RandomResizedCrop",

@@ -80,10 +80,14 @@ def per_image(values):
 def apply_separable(rows, cols, images):
     """Applies per-image row and column matrices: rows @ image @ cols^T.
 
+    The columns go first, so that the second product is a plain batched
+    matmul `(out_height, H) @ (H, out_width * channels)` whose output is
+    already in (batch, out_height, out_width, channels) layout.
+
     Args:
         rows: (batch, out_height, height) matrices.
         cols: (batch, out_width, width) matrices.
         images: (batch, height, width, channels).
     """
-    images = ops.einsum("biy,byxc->bixc", rows, images)
-    return ops.einsum("bjx,bixc->bijc", cols, images)
+    images = ops.einsum("bjx,byxc->byjc", cols, images)
+    return ops.einsum("biy,byjc->bijc", rows, images)
