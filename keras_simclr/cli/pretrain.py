@@ -194,11 +194,8 @@ def run_pretraining(config):
         train = data.take_examples(train, config["train_examples"])
     train = train.cache()
     evaluation = load_split(config, config["eval_split"], image_size).cache()
-    if config["batch_size"] > train.num_examples:
-        raise PretrainError(
-            f"--batch_size {config['batch_size']} is larger than the {train.num_examples} "
-            f"training examples. Received: batch_size={config['batch_size']}"
-        )
+    # Raises for a batch larger than the data set, before a model is built.
+    train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
     steps_per_epoch = train.num_examples // config["batch_size"]
 
     from keras_simclr import distribute
@@ -228,7 +225,6 @@ def run_pretraining(config):
                 print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
     settings["replicas"] = replicas
 
-    train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
     knn = KNNMonitor(
         train_data=data.evaluation_dataset(train, 512),
