@@ -91,3 +91,28 @@ def apply_separable(rows, cols, images):
     """
     images = ops.einsum("bjx,byxc->byjc", cols, images)
     return ops.einsum("biy,byjc->bijc", rows, images)
+
+
+class PerImageAugmentation(keras.layers.Layer):
+    """Base of the random augmentation layers (not public API).
+
+    Holds the layer's `keras.random.SeedGenerator`, computes in float32
+    whatever the global dtype policy, and implements `call` as Keras's own
+    preprocessing layers do: `get_random_transformation` draws the per-image
+    parameters, `transform_images` applies them.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        transformation = self.get_random_transformation(images, training=training)
+        return self.transform_images(images, transformation, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config

@@ -77,7 +77,7 @@ def _contrast_mean(images):
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class RandomColorDistortion(keras.layers.Layer):
+class RandomColorDistortion(image_utils.PerImageAugmentation):
     """SimCLR's color distortion: color jitter in random order, then grayscale.
 
     Per image, with probability `jitter_probability`, four operations are
@@ -154,8 +154,7 @@ class RandomColorDistortion(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not _is_number(strength) or not strength >= 0:
             raise ValueError(
                 f"`strength` must be a number >= 0. Received: strength={strength}"
@@ -178,8 +177,6 @@ class RandomColorDistortion(keras.layers.Layer):
         self.jitter_probability = float(jitter_probability)
         self.grayscale_probability = float(grayscale_probability)
         self.random_order = bool(random_order)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def get_random_transformation(self, images, training=True, seed=None):
         """Draws every parameter per image.
@@ -302,10 +299,6 @@ class RandomColorDistortion(keras.layers.Layer):
         )
         return outputs[0] if unbatched else outputs
 
-    def call(self, images, training=True):
-        transformation = self.get_random_transformation(images, training=training)
-        return self.transform_images(images, transformation, training=training)
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
@@ -318,7 +311,6 @@ class RandomColorDistortion(keras.layers.Layer):
                 "jitter_probability": self.jitter_probability,
                 "grayscale_probability": self.grayscale_probability,
                 "random_order": self.random_order,
-                "seed": self.seed,
             }
         )
         return config

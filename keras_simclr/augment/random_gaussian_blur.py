@@ -37,7 +37,7 @@ def _tap_matrices(size, radius):
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class RandomGaussianBlur(keras.layers.Layer):
+class RandomGaussianBlur(image_utils.PerImageAugmentation):
     """Gaussian blur with a standard deviation drawn per image.
 
     Per image, with probability `probability`, a separable Gaussian kernel
@@ -84,8 +84,7 @@ class RandomGaussianBlur(keras.layers.Layer):
     def __init__(
         self, kernel_size=None, sigma=(0.1, 2.0), probability=1.0, seed=None, **kwargs
     ):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         try:
             sigma = tuple(float(v) for v in sigma)
         except (TypeError, ValueError):
@@ -114,8 +113,6 @@ class RandomGaussianBlur(keras.layers.Layer):
         self.kernel_size = None if kernel_size is None else int(kernel_size)
         self.sigma = sigma
         self.probability = float(probability)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def kernel_radius(self, height, width):
         """Radius of the kernel for `height` x `width` images."""
@@ -168,10 +165,6 @@ class RandomGaussianBlur(keras.layers.Layer):
         outputs = ops.clip(image_utils.apply_separable(rows, cols, images), 0.0, 1.0)
         return outputs[0] if unbatched else outputs
 
-    def call(self, images, training=True):
-        transformation = self.get_random_transformation(images, training=training)
-        return self.transform_images(images, transformation, training=training)
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
@@ -182,7 +175,6 @@ class RandomGaussianBlur(keras.layers.Layer):
                 "kernel_size": self.kernel_size,
                 "sigma": self.sigma,
                 "probability": self.probability,
-                "seed": self.seed,
             }
         )
         return config

@@ -41,7 +41,7 @@ def interpolation_matrix(start, length, out_size, in_size, flip=None):
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class RandomResizedCrop(keras.layers.Layer):
+class RandomResizedCrop(image_utils.PerImageAugmentation):
     """Crops a random area and aspect ratio of every image, resized to a fixed size.
 
     The "Inception crop" of SimCLR and torchvision, drawn per image: an area
@@ -114,8 +114,7 @@ class RandomResizedCrop(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         try:
             scale = tuple(float(v) for v in scale)
             aspect_ratio = tuple(float(v) for v in aspect_ratio)
@@ -144,8 +143,6 @@ class RandomResizedCrop(keras.layers.Layer):
         self.scale = scale
         self.aspect_ratio = aspect_ratio
         self.horizontal_flip = bool(horizontal_flip)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def get_random_transformation(self, images, training=True, seed=None):
         """Draws one crop box (and flip) per image.
@@ -231,10 +228,6 @@ class RandomResizedCrop(keras.layers.Layer):
         outputs = ops.clip(image_utils.apply_separable(rows, cols, images), 0.0, 1.0)
         return outputs[0] if unbatched else outputs
 
-    def call(self, images, training=True):
-        transformation = self.get_random_transformation(images, training=training)
-        return self.transform_images(images, transformation, training=training)
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-3]) + (self.height, self.width, 3)
 
@@ -247,7 +240,6 @@ class RandomResizedCrop(keras.layers.Layer):
                 "scale": self.scale,
                 "aspect_ratio": self.aspect_ratio,
                 "horizontal_flip": self.horizontal_flip,
-                "seed": self.seed,
             }
         )
         return config
