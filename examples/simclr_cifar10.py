@@ -115,7 +115,7 @@ knn = ks.evaluation.KNNMonitor(
 history = model.fit(
     data.pretraining_dataset(train, args.batch_size, seed=0),
     epochs=args.epochs,
-    validation_data=None,
+    shuffle=False,  # the tf.data pipeline reshuffles every epoch
     callbacks=[knn, ks.evaluation.CollapseAlarm()],
 )
 

@@ -248,6 +248,7 @@ def run_pretraining(config):
             train_ds,
             epochs=config["epochs"],
             initial_epoch=initial_epoch,
+            shuffle=False,  # the tf.data pipeline reshuffles every epoch
             callbacks=callbacks,
             verbose=config["verbose"],
         ).history
