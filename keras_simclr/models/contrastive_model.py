@@ -34,13 +34,15 @@ class ContrastiveModel(keras.Model):
     augment in `tf.data`). Labels, when the data carries them as `y`, only
     train the optional online linear probe; they are never a view.
 
-    Training runs Keras's own `train_step` on every backend (TensorFlow,
-    JAX, PyTorch); this class supplies the forward pass (`call`) and the loss
-    (`compute_loss`, one backend-agnostic method), so loss scaling for mixed
-    precision, `tf.distribute` loss reduction and the JAX stateless step are
-    Keras's. Under a `tf.distribute` strategy the projections of every
+    Training runs Keras's own `train_step` (tested on TensorFlow and JAX);
+    this class supplies the forward pass (`call`) and the loss
+    (`compute_loss`, one backend-agnostic method), so mixed-precision loss
+    scaling, gradient aggregation across replicas and the stateless JAX step
+    are Keras's. Under a `tf.distribute` strategy the projections of every
     replica are gathered, so each anchor is scored against the negatives of
-    the global batch, and the loss equals the single-device loss.
+    the global batch, and each replica's loss is divided by the replica count
+    (as Keras's own losses are): the summed gradients equal the
+    single-device gradients.
 
     The two views are encoded in one pass on the concatenated `2N` batch, so
     BatchNorm sees both views together, as in google-research/simclr.
