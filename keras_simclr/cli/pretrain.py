@@ -238,6 +238,11 @@ def run_pretraining(config):
         NonFiniteLossGuard(),
         throughput,
         knn,
+        # CSVLogger fixes its columns at the first epoch: give every epoch a
+        # knn_accuracy entry (NaN where kNN was not evaluated).
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: logs.setdefault("knn_accuracy", float("nan"))
+        ),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
         EpochCheckpoint(output_dir),
