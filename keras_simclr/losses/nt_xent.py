@@ -88,8 +88,15 @@ def _check_inputs(z_a, z_b, keys):
 
 
 def _normalize(z):
+    """float32 rows scaled to unit L2 norm, as `tf.math.l2_normalize`.
+
+    `z * rsqrt(max(sum(z**2), 1e-24))` rather than `z / norm(z)`: a row of
+    zeros (e.g. a projection whose ReLU inputs are all negative) then gets
+    a zero gradient instead of the nan of the norm's derivative at 0.
+    """
     z = ops.cast(z, "float32")
-    return z / ops.maximum(ops.norm(z, axis=-1, keepdims=True), 1e-12)
+    squared = ops.sum(ops.square(z), axis=-1, keepdims=True)
+    return z * ops.rsqrt(ops.maximum(squared, 1e-24))
 
 
 def _logits(z_a, z_b, keys, offset, temperature):

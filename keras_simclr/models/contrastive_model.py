@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
+from keras_simclr.losses.nt_xent import _normalize
 from keras_simclr.losses.nt_xent import contrastive_accuracy
 from keras_simclr.losses.nt_xent import nt_xent_loss
 from keras_simclr.losses.nt_xent import validate_temperature
@@ -256,8 +257,7 @@ class ContrastiveModel(keras.Model):
         self.contrastive_accuracy_tracker.update_state(
             contrastive_accuracy(z_a, z_b, keys=keys, offset=offset)
         )
-        z = ops.concatenate([z_a, z_b], axis=0)
-        z = z / ops.maximum(ops.norm(z, axis=-1, keepdims=True), 1e-12)
+        z = _normalize(ops.concatenate([z_a, z_b], axis=0))
         self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
         if self.probe_accuracy_tracker is not None and y is not None:
             self.probe_accuracy_tracker.update_state(
