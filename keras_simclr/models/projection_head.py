@@ -113,6 +113,9 @@ class ProjectionHead(keras.layers.Layer):
                 x = keras.ops.relu(x)
         return x
 
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.output_dim,)
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -1,0 +1,372 @@
+import keras
+from keras import ops
+
+from keras_simclr.distribute.cross_replica import cross_replica_concat
+from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
+from keras_simclr.losses.info_nce import info_nce_logits
+from keras_simclr.losses.nt_xent import _normalize
+from keras_simclr.models.contrastive_model import ContrastiveModel
+
+
+def _clone(layer, prefix):
+    """An unbuilt copy of `layer` with the same config, named prefix + name."""
+    config = layer.get_config()
+    config["name"] = prefix + layer.name
+    return layer.__class__.from_config(config)
+
+
+class _UnitRows(keras.initializers.Initializer):
+    """Standard normal rows scaled to unit L2 norm (MoCo's queue init)."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        rows = keras.random.normal(shape, dtype=dtype, seed=self.seed)
+        return _normalize(rows)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class _MomentumUpdate(keras.layers.Layer):
+    """Moves every key variable towards its query variable: an EMA.
+
+    A layer of its own only for `autocast=False`: under a mixed-precision
+    policy the variables are read in float32, so the update of an EMA with
+    m = 0.999 is not rounded away in bfloat16. It holds no variables; it
+    gets the (query, key) pairs from `pairs_fn` at call time.
+    """
+
+    def __init__(self, pairs_fn, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.pairs_fn = pairs_fn
+
+    def call(self, momentum):
+        for query, key in self.pairs_fn():
+            value = ops.stop_gradient(ops.cast(query.value, key.dtype))
+            key.assign(momentum * key.value + (1.0 - momentum) * value)
+        return momentum
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class MoCoModel(ContrastiveModel):
+    """MoCo v2: a momentum key encoder, a queue of negatives, InfoNCE.
+
+    Each step draws two views of every image (or takes ready
+    `(view_q, view_k)` pairs with `augmenter=None`). The query encoder and
+    head (`encoder`, `projection_head`, trained by the optimizer) encode the
+    first view into queries q; the key encoder and head, copies whose
+    weights are an exponential moving average of the query weights
+    (`key = momentum * key + (1 - momentum) * query`, applied at the start
+    of every training step, as in the MoCo code; the first training step
+    copies the query weights, as MoCo does at construction), encode the second view
+    into keys k, without gradient. Every query is scored against its own key
+    and the `queue_size` keys of earlier batches held in the queue
+    (`info_nce_loss`); then the batch's keys replace the oldest ones. The
+    queue is a fixed-size ring buffer, a non-trainable variable updated in
+    place inside the compiled step, with its write position in a second
+    variable, so it is saved by checkpoints and `.keras` files.
+
+    BatchNorm leakage: a query and its key must not see the same BatchNorm
+    batch statistics, or the model can find its positive through them.
+    MoCo shuffles the keys across GPUs before the key encoder ("shuffling
+    BN"). Here the keys of each replica are shuffled and encoded in
+    `shuffle_bn_splits` groups, so each key's statistics come from a random
+    subset of other images, as the MoCo CIFAR demo's split BatchNorm does on
+    one device. Build the encoder with unsynchronized BatchNorm for MoCo:
+    synchronized BatchNorm would pool the groups' statistics again.
+
+    Only the query parameters are trained; the key encoder's BatchNorm
+    moving statistics come from its own forward passes (MoCo averages
+    parameters, not buffers). `model.encoder` is the query encoder, the one
+    to evaluate and export.
+
+    Args:
+        encoder: a `keras.Model` mapping float32 images in [0, 1] to
+            features h; its key copy is built from its config.
+        projection_head: a layer mapping h to projections (MoCo v2: a
+            2-layer MLP); copied the same way.
+        augmenter: a layer drawing one random view of each image (e.g.
+            `SimCLRAugmentation(size, preset="moco_v2")`), or `None` for
+            ready `(view_q, view_k)` pairs.
+        temperature: InfoNCE temperature, > 0 (MoCo v2: 0.2).
+        queue_size: number of negative keys K (MoCo: 65536; MoCo's CIFAR
+            demo uses 4096). At least the global batch size.
+        momentum: key encoder EMA momentum m in [0, 1) (MoCo: 0.999).
+        shuffle_bn_splits: number of groups the key batch is shuffled into
+            for BatchNorm; must divide the per-replica batch size. 1 turns
+            it off.
+        num_classes: if set, an online linear probe on `stop_gradient(h)`
+            of the queries, trained on the labels the batches carry and
+            logged as `probe_accuracy`.
+        seed: seed of the key shuffling.
+        **kwargs: forwarded to `keras.Model`.
+
+    Example:
+
+    ```python
+    model = keras_simclr.models.MoCoModel(
+        encoder=keras_simclr.models.ResNet(18, cifar_stem=True,
+                                           input_shape=(32, 32, 3)),
+        projection_head=keras_simclr.models.ProjectionHead(
+            hidden_dim=2048, output_dim=128),
+        augmenter=keras_simclr.augment.SimCLRAugmentation(
+            32, preset="moco_v2"),
+        queue_size=4096,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9))
+    model.fit(uint8_images, batch_size=256, epochs=10)
+    ```
+
+    References:
+        - He et al., Momentum Contrast for Unsupervised Visual
+          Representation Learning, CVPR 2020, algorithm 1 and section 3.3
+          (shuffling BN).
+        - Chen et al., Improved Baselines with Momentum Contrastive Learning
+          (MoCo v2), 2020.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        projection_head,
+        augmenter=None,
+        temperature=0.2,
+        queue_size=65536,
+        momentum=0.999,
+        shuffle_bn_splits=8,
+        num_classes=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            encoder,
+            projection_head,
+            augmenter=augmenter,
+            temperature=temperature,
+            num_classes=num_classes,
+            **kwargs,
+        )
+        if isinstance(queue_size, bool) or int(queue_size) != queue_size or queue_size < 1:
+            raise ValueError(
+                f"`queue_size` must be a positive integer. Received: queue_size={queue_size}"
+            )
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(
+                f"`momentum` must be in [0, 1). Received: momentum={momentum}"
+            )
+        if (
+            isinstance(shuffle_bn_splits, bool)
+            or int(shuffle_bn_splits) != shuffle_bn_splits
+            or shuffle_bn_splits < 1
+        ):
+            raise ValueError(
+                "`shuffle_bn_splits` must be a positive integer. "
+                f"Received: shuffle_bn_splits={shuffle_bn_splits}"
+            )
+        self.queue_size = int(queue_size)
+        self.momentum = float(momentum)
+        self.shuffle_bn_splits = int(shuffle_bn_splits)
+        self.seed = seed
+        self.key_encoder = _clone(encoder, "key_")
+        self.key_projection_head = _clone(projection_head, "key_")
+        self.momentum_update = _MomentumUpdate(self._momentum_pairs, name="momentum_update")
+        self.shuffle_seed_generator = keras.random.SeedGenerator(seed)
+        self._momentum_indices = None
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        image_shape = self._image_shape(input_shape)
+        if not self.key_encoder.built:
+            self.key_encoder.build(image_shape)
+        feature_shape = self.encoder.compute_output_shape(image_shape)
+        if not self.key_projection_head.built:
+            self.key_projection_head.build(feature_shape)
+        query, key = self._query_weights(), self._key_weights()
+        if [tuple(v.shape) for v in query] != [tuple(v.shape) for v in key]:
+            raise ValueError(
+                "The key encoder built from the encoder's config does not have "
+                "the encoder's weights; MoCoModel needs an encoder and head "
+                "whose `from_config(get_config())` rebuilds them. Received: "
+                f"encoder {self.encoder.name} with {len(query)} weights, copy "
+                f"with {len(key)}"
+            )
+        for k in key:
+            # Trained by the moving average, not by the optimizer. The layers
+            # stay trainable, so their BatchNorm uses batch statistics.
+            k.trainable = False
+        # Parameters only (MoCo averages parameters, not BN buffers).
+        self._momentum_indices = [i for i, q in enumerate(query) if q.trainable]
+        dim = self.projection_head.compute_output_shape(feature_shape)[-1]
+        self.queue = self.add_weight(
+            name="queue",
+            shape=(self.queue_size, dim),
+            initializer=_UnitRows(seed=self.seed),
+            dtype="float32",
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        self.queue_pointer = self.add_weight(
+            name="queue_pointer",
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        # 0 until the first training step, which copies the query weights
+        # into the key encoder (a moving average with momentum 0). A
+        # variable, not an assignment in `build`: Keras may build the model
+        # in a scratch graph, where an assignment would never run.
+        self.key_initialized = self.add_weight(
+            name="key_initialized",
+            shape=(),
+            initializer="zeros",
+            dtype="int32",
+            trainable=False,
+            autocast=False,
+            aggregation="only_first_replica",
+        )
+        self.built = True
+
+    def _query_weights(self):
+        return self.encoder.weights + self.projection_head.weights
+
+    def _key_weights(self):
+        return self.key_encoder.weights + self.key_projection_head.weights
+
+    def _momentum_pairs(self):
+        query, key = self._query_weights(), self._key_weights()
+        return [(query[i], key[i]) for i in self._momentum_indices]
+
+    def _encode_keys(self, views, training):
+        splits = self.shuffle_bn_splits if training else 1
+        batch = views.shape[0]
+        if splits == 1:
+            features = self.key_encoder(views, training=training)
+            return self.key_projection_head(features, training=training)
+        if batch is not None and batch % splits:
+            raise ValueError(
+                "MoCoModel shuffles the keys into `shuffle_bn_splits` BatchNorm "
+                "groups, which must divide the per-replica batch size. "
+                f"Received: batch of {batch}, shuffle_bn_splits={splits}"
+            )
+        size = ops.shape(views)[0]
+        order = ops.argsort(
+            keras.random.uniform((size,), seed=self.shuffle_seed_generator)
+        )
+        groups = ops.split(ops.take(views, order, axis=0), splits, axis=0)
+        keys = ops.concatenate(
+            [
+                self.key_projection_head(
+                    self.key_encoder(group, training=training), training=training
+                )
+                for group in groups
+            ],
+            axis=0,
+        )
+        return ops.take(keys, ops.argsort(order), axis=0)
+
+    def call(self, inputs, training=None):
+        """Queries, keys and InfoNCE logits against the queue.
+
+        In training it first moves the key encoder towards the query
+        encoder. The queue is read here and written in `compute_loss`.
+
+        Returns:
+            dict with `"z"`: `(N, d)` queries; `"h"`: `(N, F)` query
+            features; `"k"`: `(N, d)` keys (no gradient); `"logits"`: the
+            `(N, 1 + K)` InfoNCE logits, positive first; and with
+            `num_classes`, `"probe_logits"`.
+        """
+        views = self._views(inputs)
+        view_q, view_k = ops.split(views, 2, axis=0)
+        features = self.encoder(view_q, training=training)
+        query = self.projection_head(features, training=training)
+        if training:
+            momentum = ops.where(
+                self.key_initialized.value > 0,
+                ops.convert_to_tensor(self.momentum, "float32"),
+                ops.convert_to_tensor(0.0, "float32"),
+            )
+            self.momentum_update(momentum)
+            self.key_initialized.assign(ops.ones((), "int32"))
+        key = ops.stop_gradient(self._encode_keys(view_k, training))
+        outputs = {
+            "z": query,
+            "h": features,
+            "k": key,
+            "logits": info_nce_logits(
+                ops.cast(query, "float32"),
+                ops.cast(key, "float32"),
+                self.queue.value,
+                self.temperature,
+            ),
+        }
+        if self.probe is not None:
+            outputs["probe_logits"] = self.probe(ops.stop_gradient(features))
+        return outputs
+
+    def _enqueue(self, keys):
+        keys, _ = cross_replica_concat(_normalize(ops.cast(keys, "float32")))
+        count = keys.shape[0]
+        if count is not None and count > self.queue_size:
+            raise ValueError(
+                "The queue must hold at least one global batch of keys. "
+                f"Received: queue_size={self.queue_size}, global batch of {count}"
+            )
+        count = ops.shape(keys)[0]
+        pointer = self.queue_pointer.value
+        rows = (pointer + ops.arange(count, dtype="int32")) % self.queue_size
+        self.queue.assign(
+            ops.scatter_update(self.queue.value, rows[:, None], keys)
+        )
+        self.queue_pointer.assign((pointer + count) % self.queue_size)
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        logits = y_pred["logits"]
+        loss = ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])
+        if self.probe is not None and y is not None:
+            loss = loss + ops.mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    y,
+                    ops.cast(y_pred["probe_logits"], "float32"),
+                    from_logits=True,
+                )
+            )
+        for extra in self.losses:
+            loss = loss + ops.cast(extra, "float32")
+        if training:
+            self._enqueue(y_pred["k"])
+        return scale_loss_for_replicas(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logits = y_pred["logits"]
+        # Strict: a tie with a negative does not count as a hit.
+        self.contrastive_accuracy_tracker.update_state(
+            ops.mean(
+                ops.cast(logits[:, 0] > ops.max(logits[:, 1:], axis=1), "float32")
+            )
+        )
+        z = _normalize(ops.cast(y_pred["z"], "float32"))
+        self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
+        if self.probe_accuracy_tracker is not None and y is not None:
+            self.probe_accuracy_tracker.update_state(y, y_pred["probe_logits"])
+        return self.get_metrics_result()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "queue_size": self.queue_size,
+                "momentum": self.momentum,
+                "shuffle_bn_splits": self.shuffle_bn_splits,
+                "seed": self.seed,
+            }
+        )
+        return config
