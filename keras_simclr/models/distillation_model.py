@@ -1,0 +1,372 @@
+"""SimCLR v2 distillation: a student classifier trained on a frozen teacher's soft labels."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
+from keras_simclr.losses.distillation import distillation_loss
+from keras_simclr.losses.nt_xent import validate_temperature
+
+
+def _validate_alpha(alpha):
+    value = float("nan")
+    if not isinstance(alpha, (str, bytes, bool)):
+        try:
+            value = float(alpha)
+        except (TypeError, ValueError):
+            pass
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(
+            "`alpha` (the weight of the labelled cross-entropy) must be a "
+            f"number in [0, 1]. Received: alpha={alpha!r}"
+        )
+    return value
+
+
+def _check_layer(model, what):
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            f"`{what}` must be a Keras model (or layer) mapping images to "
+            f"logits. Received: {what} of type {type(model).__name__}"
+        )
+
+
+def _unit_float(images):
+    """uint8 images to float32 in [0, 1]; float images cast to float32."""
+    images = ops.convert_to_tensor(images)
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    x = ops.cast(images, "float32")
+    if "int" in dtype:
+        x = x / 255.0
+    return x
+
+
+def _output_shape(model, image_shape):
+    """The static output shape of `model` on `image_shape` images, or None."""
+    outputs = getattr(model, "outputs", None)
+    if outputs and len(outputs) == 1 and getattr(model, "inputs", None):
+        return tuple(outputs[0].shape)
+    if image_shape is None:
+        return None
+    try:
+        spec = model.compute_output_spec(
+            keras.KerasTensor(tuple(image_shape), "float32")
+        )
+    except Exception:  # the real call will raise its own, clearer error
+        return None
+    shape = getattr(spec, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def _teacher_agreement(teacher_logits, student_logits):
+    agree = ops.equal(
+        ops.argmax(student_logits, axis=-1), ops.argmax(teacher_logits, axis=-1)
+    )
+    return ops.mean(ops.cast(agree, "float32"))
+
+
+@keras.saving.register_keras_serializable(package="keras_simclr")
+class DistillationModel(keras.Model):
+    """SimCLR v2 distillation: a student learns a frozen teacher's soft labels.
+
+    The teacher is a classifier (images to logits), typically the encoder
+    fine-tuned on the labelled fraction (`keras_simclr.evaluation.fine_tune`);
+    the student is a trainable classifier of the same or a smaller
+    architecture. `fit(x)` takes unlabelled images: the optional
+    `augmenter` draws one random view of each image, the teacher labels that
+    view with `softmax(teacher_logits / temperature)` (BatchNorm in
+    inference mode, no gradient), and the student learns those soft labels
+    on the same view with `keras_simclr.losses.distillation_loss` (no
+    `T**2` factor).
+
+    Labels are optional. When the batches carry labels `y`, the loss is
+    `(1 - alpha) * distill + alpha * CE`, where `CE` is the softmax
+    cross-entropy (temperature 1) of the student on the labelled examples:
+    a label `>= 0` is a class, a label `< 0` (e.g. `-1`) marks an unlabelled
+    example in a mixed batch; `CE` is the mean over the batch's labelled
+    examples (0 when it has none). When the data carries no `y`, the loss is
+    `distill` alone, whatever `alpha`. The distillation term always covers
+    every example of the batch. (The paper writes the same combination with
+    its `alpha` on the distillation term: its `alpha` is `1 - alpha` here.)
+
+    Training runs Keras's own `train_step` (tested on TensorFlow and JAX);
+    this class supplies the forward pass (`call`) and the loss
+    (`compute_loss`), which also updates the metrics, since in `evaluate`
+    the teacher's logits are computed there. The teacher is set to
+    `trainable = False` here (the given object is changed): its weights,
+    BatchNorm statistics included, do not change during `fit`.
+
+    `call(x)` (and so `predict`) returns the student's logits on the
+    un-augmented images; only `call(x, training=True)`, as `fit` calls it,
+    returns `{"logits": student logits, "teacher_logits": ...}` on the
+    augmented view. `evaluate(x, y)` scores the student on un-augmented
+    images against the teacher (and the labels). `compile` takes an
+    optimizer; a compiled `loss` or `metrics` is not used.
+
+    Logged metrics: `loss`, `teacher_agreement` (fraction of examples on
+    which the student's and the teacher's top classes agree) and, when the
+    data carries labels, `accuracy` (the student's, on the labelled
+    examples).
+
+    Under a `tf.distribute` strategy each replica's loss is divided by the
+    replica count, as Keras's own losses are; the labelled cross-entropy is
+    then the mean of the replicas' means.
+
+    Args:
+        teacher: a `keras.Model` mapping float32 images in [0, 1],
+            `(batch, H, W, 3)`, to logits `(batch, num_classes)`; frozen.
+        student: a trainable `keras.Model` of the same signature and the
+            same number of classes; `predict` gives its logits.
+        temperature: softmax temperature of the teacher's soft labels and of
+            the student's distribution, > 0 (SimCLR v2: 1.0).
+        alpha: weight in [0, 1] of the labelled cross-entropy (0: pure
+            distillation, the labels only feed the `accuracy` metric).
+        augmenter: a layer that draws one random view of each image (e.g.
+            `keras_simclr.augment.RandomResizedCrop(32, 32, scale=(0.25, 1),
+            horizontal_flip=True)`), applied to float32 images in [0, 1];
+            `None`: teacher and student see the images as given.
+        **kwargs: forwarded to `keras.Model`.
+
+    Example:
+
+    ```python
+    teacher = keras_simclr.evaluation.fine_tune(
+        model, (x_10pct, y_10pct), (x_test, y_test), 10, ft_proj_selector=1
+    )["model"]
+    distiller = keras_simclr.models.DistillationModel(
+        teacher=teacher,
+        student=student,  # images -> 10 logits
+        temperature=1.0,
+        augmenter=keras_simclr.augment.RandomResizedCrop(
+            32, 32, scale=(0.25, 1.0), horizontal_flip=True),
+    )
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
+    distiller.fit(x_train_unlabelled, batch_size=256, epochs=100)
+    distiller.evaluate(x_test, y_test)  # loss, teacher_agreement, accuracy
+    ```
+
+    References:
+        - Chen et al., Big Self-Supervised Models are Strong Semi-Supervised
+          Learners (SimCLR v2), NeurIPS 2020, section 2, eq. 3 and the
+          weighted combination with labelled examples that follows it.
+        - Hinton et al., Distilling the Knowledge in a Neural Network, 2015.
+    """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        temperature=1.0,
+        alpha=0.0,
+        augmenter=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.temperature = validate_temperature(temperature)
+        self.alpha = _validate_alpha(alpha)
+        _check_layer(teacher, "teacher")
+        _check_layer(student, "student")
+        if augmenter is not None:
+            _check_layer(augmenter, "augmenter")
+        if teacher is student:
+            raise ValueError(
+                "`teacher` and `student` must be two models: the teacher is "
+                "frozen and the student trained. Received: the same object "
+                f"{teacher.name!r} as both"
+            )
+        self.teacher = teacher
+        self.student = student
+        self.augmenter = augmenter
+        if teacher.built and student.built:
+            self._check_pair(None)
+        # Frozen only once the pair is known to be valid.
+        teacher.trainable = False
+        self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
+            name="accuracy"
+        )
+
+    # -- checks -------------------------------------------------------------
+
+    @staticmethod
+    def _check_images(shape):
+        shape = tuple(shape)
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(
+                "DistillationModel expects x to be a batch of RGB images of "
+                "shape (batch, height, width, 3), uint8 or float in [0, 1]. "
+                f"Received: x.shape={shape}"
+            )
+
+    def _check_pair(self, view_shape):
+        teacher_weights = {id(v) for v in self.teacher.weights}
+        shared = [v.path for v in self.student.weights if id(v) in teacher_weights]
+        if shared:
+            raise ValueError(
+                "`teacher` and `student` must not share weights (the teacher "
+                "is frozen, so shared weights would not train). Received: "
+                f"shared weights {shared[:3]}"
+            )
+        teacher_shape = _output_shape(self.teacher, view_shape)
+        student_shape = _output_shape(self.student, view_shape)
+        for what, shape in (("teacher", teacher_shape), ("student", student_shape)):
+            if shape is not None and len(shape) != 2:
+                raise ValueError(
+                    f"The {what} must map images to logits of shape "
+                    f"(batch, num_classes). Received: {what} output shape {shape}"
+                )
+        if (
+            teacher_shape is not None
+            and student_shape is not None
+            and None not in (teacher_shape[-1], student_shape[-1])
+            and teacher_shape[-1] != student_shape[-1]
+        ):
+            raise ValueError(
+                "The teacher and the student must predict the same number of "
+                f"classes. Received: teacher logits of shape {teacher_shape} "
+                f"(num_classes={teacher_shape[-1]}), student logits of shape "
+                f"{student_shape} (num_classes={student_shape[-1]})"
+            )
+
+    # -- forward ------------------------------------------------------------
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict) or (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple))
+        ):
+            raise ValueError(
+                "DistillationModel takes a single batch of images as x (put "
+                f"labels in y). Received: x with shapes {input_shape}"
+            )
+        shape = tuple(input_shape)
+        self._check_images(shape)
+        # Unbuilt parts are built by a symbolic call, so that layers without
+        # a `build()` method (subclassed models) get built by tracing.
+        images = keras.KerasTensor(shape, "float32")
+        view_shape = shape
+        if self.augmenter is not None:
+            view_shape = tuple(self.augmenter(images, training=True).shape)
+        view = keras.KerasTensor(view_shape, "float32")
+        for model in (self.teacher, self.student):
+            if not model.built:
+                model(view, training=False)
+        self._check_pair(view_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        """The student's logits; with `training=True` also the teacher's.
+
+        Returns:
+            with `training=True`: a dict with `"logits"` (the student's,
+            `(batch, num_classes)`) and `"teacher_logits"` (constants), both
+            on the augmented view; otherwise the student's logits on the
+            un-augmented images.
+        """
+        if isinstance(inputs, (list, tuple, dict)):
+            raise ValueError(
+                "DistillationModel takes a single batch of images as x (put "
+                "labels in y). Received: x as a "
+                f"{type(inputs).__name__} of {len(inputs)}: "
+                f"{[tuple(getattr(v, 'shape', ())) for v in inputs]}"
+            )
+        self._check_images(inputs.shape)
+        images = _unit_float(inputs)
+        if not training:
+            return self.student(images, training=False)
+        view = images
+        if self.augmenter is not None:
+            view = self.augmenter(images, training=True)
+        student_logits = self.student(view, training=True)
+        teacher_logits = ops.stop_gradient(self.teacher(view, training=False))
+        return {"logits": student_logits, "teacher_logits": teacher_logits}
+
+    # -- loss and metrics ---------------------------------------------------
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        if sample_weight is not None:
+            raise ValueError(
+                "DistillationModel does not take `sample_weight`; mark "
+                "unlabelled examples with label -1 instead. Received: "
+                f"sample_weight of shape {getattr(sample_weight, 'shape', None)}"
+            )
+        if isinstance(y_pred, dict):
+            student_logits = y_pred["logits"]
+            teacher_logits = y_pred["teacher_logits"]
+        else:
+            # evaluate(): call() gave the student's logits on the images as
+            # they are; the teacher labels the same images.
+            student_logits = y_pred
+            teacher_logits = self.teacher(_unit_float(x), training=False)
+        student_logits = ops.cast(student_logits, "float32")
+        teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
+        loss = distillation_loss(
+            teacher_logits, student_logits, temperature=self.temperature
+        )
+        labels = mask = None
+        if y is not None:
+            labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+            mask = ops.cast(ops.greater_equal(labels, 0), "float32")
+            labels = ops.maximum(labels, 0)
+            if self.alpha > 0:
+                per_example = keras.losses.sparse_categorical_crossentropy(
+                    labels, student_logits, from_logits=True
+                )
+                supervised = ops.sum(per_example * mask) / ops.maximum(
+                    ops.sum(mask), 1.0
+                )
+                loss = (1.0 - self.alpha) * loss + self.alpha * supervised
+        # Losses added by layers (e.g. the student's kernel regularizers).
+        for extra in self.losses:
+            loss = loss + ops.cast(extra, "float32")
+
+        # The metrics are updated here, where the teacher's logits exist in
+        # both fit and evaluate (compute_metrics must not run the teacher:
+        # on JAX it runs outside the model's variable state).
+        self.teacher_agreement_tracker.update_state(
+            _teacher_agreement(teacher_logits, student_logits)
+        )
+        if labels is not None:
+            self.accuracy_tracker.update_state(
+                labels, student_logits, sample_weight=mask
+            )
+        # Under tf.distribute, Keras sums the replicas' gradients: each
+        # replica contributes its loss / R, as Keras's own Loss objects do.
+        return scale_loss_for_replicas(loss)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Updated in compute_loss; `accuracy` is only logged with labels.
+        results = self.get_metrics_result()
+        if y is None:
+            results.pop(self.accuracy_tracker.name, None)
+        return results
+
+    # -- serialization ------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "teacher": keras.saving.serialize_keras_object(self.teacher),
+                "student": keras.saving.serialize_keras_object(self.student),
+                "temperature": self.temperature,
+                "alpha": self.alpha,
+                "augmenter": keras.saving.serialize_keras_object(self.augmenter)
+                if self.augmenter is not None
+                else None,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("teacher", "student", "augmenter"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
