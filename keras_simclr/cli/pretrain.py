@@ -1,8 +1,9 @@
-"""`keras-simclr pretrain`: SimCLR pretraining on real data, end to end.
+"""`keras-simclr pretrain`: contrastive pretraining on real data, end to end.
 
 Reads a tfds dataset (`--dataset cifar10`) or an image folder
 (`--image_folder ROOT` holding `ROOT/<split>/<class>/*.jpg`), trains a
-`ContrastiveModel`, evaluates weighted kNN (k=200, T=0.1, train split as the
+`ContrastiveModel` (`--method simclr`, `simclr_v2`) or a `MoCoModel`
+(`--method moco_v2`), evaluates weighted kNN (k=200, T=0.1, train split as the
 memory bank, eval split as queries) every `--knn_every` epochs and at the end,
 and writes to `--output_dir`:
 
@@ -28,6 +29,9 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines this subcommand's flags (called once, by `keras-simclr`)."""
+    flags.DEFINE_enum("method", "simclr", list(METHODS),
+                      "simclr (v1), simclr_v2 (3-layer head) or moco_v2 (momentum encoder + queue); "
+                      "sets the defaults of the head, augmentation, temperature and optimizer.")
     flags.DEFINE_string("dataset", None, "tfds dataset name, e.g. cifar10, stl10, imagenet2012.")
     flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (where `tfds.load` looks for data).")
     flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
@@ -38,21 +42,29 @@ def define_flags():
     flags.DEFINE_float("width_multiplier", None, "Override the encoder's width multiplier (e.g. 0.25 for quick runs).")
     flags.DEFINE_integer("image_size", None, "Image side; default: the data's own size.")
     flags.DEFINE_enum("augmentation", "auto", ["auto", "cifar", "imagenet", "moco_v2"],
-                      "Augmentation preset; auto: cifar for images up to 64 px, else imagenet.")
+                      "Augmentation preset; auto: moco_v2 for --method moco_v2, else cifar for "
+                      "images up to 64 px and imagenet above.")
     flags.DEFINE_integer("batch_size", 256, "Global batch size.")
     flags.DEFINE_integer("epochs", 100, "Training epochs.")
     flags.DEFINE_float("learning_rate", None,
                        "Base learning rate, scaled by --learning_rate_scaling. Default: 0.3 (lars, sgd) "
-                       "with linear scaling (lr = 0.3 * batch / 256, as in SimCLR), 1e-3 for adamw.")
+                       "with linear scaling (lr = 0.3 * batch / 256, as in SimCLR), 0.03 for moco_v2 "
+                       "(MoCo v2: SGD 0.03 at batch 256), 1e-3 for adamw.")
     flags.DEFINE_enum("learning_rate_scaling", "linear", ["linear", "sqrt", "none"],
                       "linear: base * batch / 256; sqrt: base * sqrt(batch); none: base.")
-    flags.DEFINE_float("temperature", None, "NT-Xent temperature; default 0.5 for CIFAR-size images, else 0.1.")
-    flags.DEFINE_enum("optimizer", "lars", ["lars", "sgd", "adamw"], "Optimizer.")
+    flags.DEFINE_float("temperature", None, "Loss temperature; default 0.2 for moco_v2, else (NT-Xent) "
+                       "0.5 for CIFAR-size images and 0.1 above.")
+    flags.DEFINE_enum("optimizer", None, ["lars", "sgd", "adamw"], "Optimizer; default sgd for moco_v2, "
+                      "else lars.")
     flags.DEFINE_float("momentum", 0.9, "Momentum (lars, sgd).")
-    flags.DEFINE_float("weight_decay", 1e-6, "Weight decay.")
+    flags.DEFINE_float("weight_decay", None, "Weight decay; default 1e-4 for moco_v2, else 1e-6.")
     flags.DEFINE_float("warmup_epochs", None, "Linear warmup epochs; default 10% of --epochs, at most 10.")
     flags.DEFINE_integer("projection_dim", 128, "Projection head output width.")
-    flags.DEFINE_integer("head_layers", 2, "Projection head layers (SimCLR v2: 3).")
+    flags.DEFINE_integer("head_layers", None, "Projection head layers; default 3 for simclr_v2, else 2.")
+    flags.DEFINE_integer("queue_size", 65536, "moco_v2: negative keys in the queue (MoCo's CIFAR demo: 4096).")
+    flags.DEFINE_float("moco_momentum", 0.999, "moco_v2: momentum of the key encoder's moving average.")
+    flags.DEFINE_integer("shuffle_bn_splits", 8, "moco_v2: BatchNorm groups the keys are shuffled into; "
+                         "must divide the per-replica batch.")
     flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, metrics and the encoder go.")
     flags.DEFINE_bool("resume", True, "Continue from the checkpoint in --output_dir if there is one.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -63,6 +75,24 @@ def define_flags():
     flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
     flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
     flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+
+METHODS = ("simclr", "simclr_v2", "moco_v2")
+
+
+def method_defaults(config):
+    """The config with every `None` default filled in for its `--method`."""
+    config = dict(config)
+    moco = config["method"] == "moco_v2"
+    defaults = {
+        "optimizer": "sgd" if moco else "lars",
+        "weight_decay": 1e-4 if moco else 1e-6,
+        "head_layers": 3 if config["method"] == "simclr_v2" else 2,
+    }
+    for name, value in defaults.items():
+        if config[name] is None:
+            config[name] = value
+    return config
 
 
 class PretrainError(ValueError):
@@ -99,6 +129,11 @@ def _validate(config):
         )
     if not config["output_dir"]:
         raise PretrainError("--output_dir is required. Received: output_dir=None")
+    if config["method"] not in METHODS:
+        raise PretrainError(
+            f"Unknown --method; known methods: {', '.join(METHODS)}. "
+            f"Received: method={config['method']!r}"
+        )
     if config["model"] not in ENCODERS:
         raise PretrainError(
             f"Unknown --model; known models: {', '.join(sorted(ENCODERS))}. "
@@ -107,6 +142,11 @@ def _validate(config):
     for name in ("batch_size", "epochs"):
         if config[name] < 1:
             raise PretrainError(f"--{name} must be positive. Received: {name}={config[name]}")
+    if config["method"] == "moco_v2" and config["queue_size"] < config["batch_size"]:
+        raise PretrainError(
+            "--queue_size must hold at least one global batch of keys. Received: "
+            f"queue_size={config['queue_size']}, batch_size={config['batch_size']}"
+        )
     if config["temperature"] is not None and not config["temperature"] > 0:
         raise PretrainError(
             f"--temperature must be > 0. Received: temperature={config['temperature']}"
@@ -118,11 +158,17 @@ def _build_model(config, image_size, num_classes, steps_per_epoch, sync_batchnor
 
     import keras_simclr as ks
 
+    moco = config["method"] == "moco_v2"
+    # MoCo keeps BatchNorm per replica and shuffles the keys into groups
+    # instead: synchronized statistics would leak across the groups.
+    sync_batchnorm = sync_batchnorm and not moco
     preset = config["augmentation"]
     if preset == "auto":
-        preset = "cifar" if image_size <= 64 else "imagenet"
-    temperature = config["temperature"] or (0.5 if preset == "cifar" else 0.1)
-    model = ks.models.ContrastiveModel(
+        preset = "moco_v2" if moco else "cifar" if image_size <= 64 else "imagenet"
+    temperature = config["temperature"] or (
+        0.2 if moco else 0.5 if preset == "cifar" else 0.1
+    )
+    parts = dict(
         encoder=ks.models.create_encoder(
             config["model"],
             image_size,
@@ -139,11 +185,21 @@ def _build_model(config, image_size, num_classes, steps_per_epoch, sync_batchnor
         ),
         temperature=temperature,
         num_classes=num_classes,
-        name="simclr",
+        name=config["method"],
     )
+    if moco:
+        model = ks.models.MoCoModel(
+            **parts,
+            queue_size=config["queue_size"],
+            momentum=config["moco_momentum"],
+            shuffle_bn_splits=config["shuffle_bn_splits"],
+            seed=config["seed"],
+        )
+    else:
+        model = ks.models.ContrastiveModel(**parts)
     base = config["learning_rate"]
     if base is None:
-        base = 1e-3 if config["optimizer"] == "adamw" else 0.3
+        base = 1e-3 if config["optimizer"] == "adamw" else 0.03 if moco else 0.3
     peak = learning_rate_for(base, config["batch_size"], config["learning_rate_scaling"])
     total_steps = config["epochs"] * steps_per_epoch
     warmup_epochs = config["warmup_epochs"]
@@ -183,6 +239,7 @@ def run_pretraining(config):
     from keras_simclr.evaluation import KNNMonitor
     from keras_simclr.evaluation import NonFiniteLossGuard
 
+    config = method_defaults(config)
     _validate(config)
     # Data first: every data error surfaces before a model is built.
     train = load_split(config, config["train_split"], config["image_size"])
@@ -203,6 +260,13 @@ def run_pretraining(config):
     strategy = distribute.resolve_strategy(tpu=config["tpu"])
     replicas = distribute.replicas_of(strategy)
     distribute.check_global_batch(config["batch_size"], replicas)
+    per_replica = config["batch_size"] // replicas
+    if config["method"] == "moco_v2" and per_replica % config["shuffle_bn_splits"]:
+        raise PretrainError(
+            "--shuffle_bn_splits must divide the per-replica batch. Received: "
+            f"shuffle_bn_splits={config['shuffle_bn_splits']}, batch_size={config['batch_size']} "
+            f"over {replicas} replica(s)"
+        )
 
     keras.utils.set_random_seed(config["seed"])
     if config["mixed_precision"]:
@@ -277,6 +341,7 @@ def run_pretraining(config):
         "images_per_second": throughput.images_per_second(),
         "train_examples": train.num_examples,
         "batch_size": config["batch_size"],
+        "method": config["method"],
         "model": config["model"],
         "image_size": image_size,
         **settings,
@@ -296,7 +361,7 @@ def config_from_flags():
 
 
 _FLAG_NAMES = {
-    "dataset", "tfds_data_dir", "image_folder", "train_split", "eval_split", "train_examples",
+    "method", "queue_size", "moco_momentum", "shuffle_bn_splits", "dataset", "tfds_data_dir", "image_folder", "train_split", "eval_split", "train_examples",
     "model", "width_multiplier", "image_size", "augmentation", "batch_size", "epochs", "learning_rate",
     "learning_rate_scaling", "temperature", "optimizer", "momentum", "weight_decay",
     "warmup_epochs", "projection_dim", "head_layers", "output_dir", "resume", "seed",

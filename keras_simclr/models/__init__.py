@@ -1,14 +1,18 @@
 """Models: the ResNet encoder, the projection head and the contrastive models."""
 
 from keras_simclr.models.contrastive_model import ContrastiveModel
+from keras_simclr.models.distillation_model import DistillationModel
 from keras_simclr.models.encoders import ENCODERS
 from keras_simclr.models.encoders import create_encoder
+from keras_simclr.models.moco_model import MoCoModel
 from keras_simclr.models.projection_head import ProjectionHead
 from keras_simclr.models.resnet import ResNet
 
 __all__ = [
     "ENCODERS",
     "ContrastiveModel",
+    "DistillationModel",
+    "MoCoModel",
     "ProjectionHead",
     "ResNet",
     "create_encoder",

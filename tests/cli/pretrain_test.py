@@ -10,6 +10,7 @@ import pytest
 
 import keras
 
+import keras_simclr
 from keras_simclr.cli import pretrain
 from keras_simclr.evaluation import NonFiniteLossError
 from tests.conftest import REPO_ROOT
@@ -17,6 +18,10 @@ from tests.conftest import REPO_ROOT
 
 def _config(**overrides):
     config = {
+        "method": "simclr",
+        "queue_size": 65536,
+        "moco_momentum": 0.999,
+        "shuffle_bn_splits": 8,
         "dataset": None,
         "tfds_data_dir": None,
         "image_folder": None,
@@ -130,6 +135,9 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_good_checkpoint(
         ({"model": "resnet19"}, ValueError, "resnet19"),
         ({"temperature": 0.0}, ValueError, "temperature=0.0"),
         ({"image_folder": None}, ValueError, "exactly one of --dataset and --image_folder"),
+        ({"method": "byol"}, ValueError, "method='byol'"),
+        ({"method": "moco_v2", "queue_size": 32}, ValueError, "queue_size=32, batch_size=64"),
+        ({"method": "moco_v2", "shuffle_bn_splits": 5}, ValueError, "shuffle_bn_splits=5, batch_size=64"),
     ],
 )
 def test_bad_input_fails_before_training(cifar_folder, tmp_path, overrides, error, match):
@@ -177,3 +185,52 @@ def test_console_script_reports_bad_flags_clearly(tmp_path):
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
     )
     assert result.returncode == 2 and "pretrain" in result.stderr
+
+
+def test_moco_v2_resume_keeps_the_queue_and_key_encoder(cifar_folder, tmp_path):
+    output = str(tmp_path / "moco")
+    config = _config(
+        image_folder=cifar_folder, output_dir=output, method="moco_v2", queue_size=1000,
+        optimizer=None, weight_decay=None, epochs=1, knn_every=0,
+    )
+    metrics = pretrain.run_pretraining(config)
+    assert metrics["method"] == "moco_v2" and metrics["preset"] == "moco_v2"
+    assert metrics["temperature"] == 0.2
+    # MoCo v2's SGD lr 0.03 at batch 256, scaled to 64.
+    assert metrics["peak_learning_rate"] == pytest.approx(0.03 * 64 / 256)
+    first = keras.saving.load_model(os.path.join(output, "checkpoint.keras"))
+    assert isinstance(first, keras_simclr.models.MoCoModel)
+    assert isinstance(first.optimizer, keras.optimizers.SGD)
+    # 3 steps of 64 keys.
+    assert int(first.queue_pointer) == 192
+    queue_1 = np.array(first.queue)
+    key_1 = [np.array(w) for w in first.key_encoder.weights]
+
+    resumed = pretrain.run_pretraining(dict(config, epochs=2))
+    assert resumed["initial_epoch"] == 1 and resumed["optimizer_iterations"] == 6
+    second = keras.saving.load_model(os.path.join(output, "checkpoint.keras"))
+    # The resumed run appended after the restored keys instead of a new queue.
+    assert int(second.queue_pointer) == 384
+    queue_2 = np.array(second.queue)
+    np.testing.assert_array_equal(queue_2[:192], queue_1[:192])
+    np.testing.assert_array_equal(queue_2[384:], queue_1[384:])
+    assert not np.allclose(queue_2[192:384], queue_1[192:384])
+    # The key encoder went on from its restored moving average.
+    moved = [not np.allclose(a, np.array(b)) for a, b in zip(key_1, second.key_encoder.weights)]
+    assert any(moved)
+    assert len(second.trainable_variables) == len(first.trainable_variables)
+
+
+def test_simclr_v2_defaults_to_a_three_layer_head():
+    config = pretrain.method_defaults(
+        _config(method="simclr_v2", head_layers=None, optimizer=None, weight_decay=None)
+    )
+    assert (config["head_layers"], config["optimizer"], config["weight_decay"]) == (3, "lars", 1e-6)
+    model, settings = pretrain._build_model(config, 32, None, steps_per_epoch=10)
+    assert isinstance(model, keras_simclr.models.ContrastiveModel)
+    assert model.projection_head.num_layers == 3
+    assert settings["temperature"] == 0.5
+    moco = pretrain.method_defaults(
+        _config(method="moco_v2", head_layers=None, optimizer=None, weight_decay=None)
+    )
+    assert (moco["head_layers"], moco["optimizer"], moco["weight_decay"]) == (2, "sgd", 1e-4)
