@@ -15,6 +15,7 @@ from keras_simclr.evaluation.knn import extract_features
 from keras_simclr.evaluation.knn import resolve_encoder
 
 
+@keras.saving.register_keras_serializable(package="keras_simclr")
 class _RandomCropFlip(keras.layers.Layer):
     """Per-image random crop with zero padding and horizontal flip.
 
@@ -448,8 +449,13 @@ def _copy_layer(layer, input_shape):
     return copy
 
 
+@keras.saving.register_keras_serializable(package="keras_simclr")
 class _FineTuneModel(keras.Model):
-    """images -> [crop/flip] -> encoder -> first head layers -> classifier, all trained."""
+    """images -> [crop/flip] -> encoder -> first head layers -> classifier, all trained.
+
+    Serializable, so a fine-tuned model saves to `.keras` (e.g. as the
+    teacher of a `DistillationModel`).
+    """
 
     def __init__(self, encoder, head, head_layers, classifier, augmentation, **kwargs):
         super().__init__(**kwargs)
@@ -472,6 +478,27 @@ class _FineTuneModel(keras.Model):
         if self.head_layers:
             x = self.head(x, training=training, num_layers=self.head_layers)
         return self.classifier(ops.cast(x, "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                name: keras.saving.serialize_keras_object(getattr(self, name))
+                if getattr(self, name) is not None
+                else None
+                for name in ("encoder", "head", "classifier", "augmentation")
+            }
+        )
+        config["head_layers"] = self.head_layers
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("encoder", "head", "classifier", "augmentation"):
+            if config.get(name) is not None:
+                config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
 
 
 def _predict_logits(model, data, batch_size):
