@@ -466,10 +466,16 @@ class _FineTuneModel(keras.Model):
         self.augmentation = augmentation
 
     def build(self, input_shape):
-        shape = self.encoder.compute_output_shape(input_shape)
+        input_shape = tuple(input_shape)
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        shape = tuple(self.encoder.compute_output_shape(input_shape))
         if self.head_layers:
+            if not self.head.built:
+                self.head.build(shape)
             shape = (shape[0], self.head.dense_layers[self.head_layers - 1].units)
-        self.classifier.build(shape)
+        if not self.classifier.built:
+            self.classifier.build(shape)
         self.built = True
 
     def call(self, images, training=None):
