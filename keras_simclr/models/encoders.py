@@ -13,7 +13,9 @@ ENCODERS = {
     "resnet50_2x": (50, 2, False),
     "resnet50_4x": (50, 4, False),
     "resnet101": (101, 1, False),
+    "resnet101_2x": (101, 2, False),
     "resnet152": (152, 1, False),
+    "resnet152_2x": (152, 2, False),
     "resnet152_3x": (152, 3, False),
 }
 
