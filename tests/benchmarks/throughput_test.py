@@ -1,0 +1,47 @@
+"""benchmarks/throughput.py runs in its --tiny mode and reports sane numbers."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CIFAR_NPZ
+from tests.conftest import REPO_ROOT
+
+
+@pytest.mark.parametrize(
+    "backend, precision",
+    [("tensorflow", "float32"), ("jax", "float32"), ("tensorflow", "mixed_bfloat16")],
+)
+def test_tiny_throughput_run_writes_positive_numbers(cifar_npz, tmp_path, backend, precision):
+    output = tmp_path / "throughput.json"
+    # The script picks the backend from --backend, whatever the parent's is.
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, KERAS_BACKEND="tensorflow")
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "throughput.py"),
+         "--backend", backend, "--precision", precision, "--tiny",
+         "--data", CIFAR_NPZ, "--output", str(output)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(output.read_text())
+
+    assert report["machine"]["backend"] == backend
+    assert report["config"]["precision"] == precision
+    assert report["config"]["batch_size"] == 16 and report["config"]["steps"] == 2
+    assert report["config"]["width_multiplier"] == 0.125
+    assert report["config"]["source_shape"] == [32, 32, 3]
+    for mode in ("step_only", "end_to_end"):
+        assert math.isfinite(report[mode]["images_per_s"]) and report[mode]["images_per_s"] > 0
+        assert len(report[mode]["step_times_ms"]) == 2
+        assert math.isfinite(report[mode]["last_loss"])
+    ratio = report["end_to_end"]["images_per_s"] / report["step_only"]["images_per_s"]
+    assert report["ratio"] > 0 and report["ratio"] == pytest.approx(ratio)
+    assert math.isfinite(report["compile_s"]) and report["compile_s"] > 0
+    assert report["peak_rss_mb"] > 0
+    assert report["decode_s"] > 0
+    assert report["machine"]["cpu_count"] >= 1 and report["command"].startswith("python ")
+    assert "ratio end_to_end / step_only" in result.stdout
