@@ -199,36 +199,23 @@ class MoCoModel(ContrastiveModel):
         # Parameters only (MoCo averages parameters, not BN buffers).
         self._momentum_indices = [i for i, q in enumerate(query) if q.trainable]
         dim = self.projection_head.compute_output_shape(feature_shape)[-1]
+        state = dict(trainable=False, autocast=False, aggregation="only_first_replica")
         self.queue = self.add_weight(
             name="queue",
             shape=(self.queue_size, dim),
             initializer=_UnitRows(seed=self.seed),
             dtype="float32",
-            trainable=False,
-            autocast=False,
-            aggregation="only_first_replica",
+            **state,
         )
         self.queue_pointer = self.add_weight(
-            name="queue_pointer",
-            shape=(),
-            initializer="zeros",
-            dtype="int32",
-            trainable=False,
-            autocast=False,
-            aggregation="only_first_replica",
+            name="queue_pointer", shape=(), initializer="zeros", dtype="int32", **state
         )
         # 0 until the first training step, which copies the query weights
         # into the key encoder (a moving average with momentum 0). A
         # variable, not an assignment in `build`: Keras may build the model
         # in a scratch graph, where an assignment would never run.
         self.key_initialized = self.add_weight(
-            name="key_initialized",
-            shape=(),
-            initializer="zeros",
-            dtype="int32",
-            trainable=False,
-            autocast=False,
-            aggregation="only_first_replica",
+            name="key_initialized", shape=(), initializer="zeros", dtype="int32", **state
         )
         self.built = True
 

@@ -53,6 +53,18 @@ def _values(variables):
     return [np.array(ops.convert_to_numpy(v)) for v in variables]
 
 
+def _started_with_other_keys(model, pair):
+    """One lr=0 step (it copies the query weights), then keys moved away.
+
+    Returns the query and key variables and their values now.
+    """
+    _fit(model, pair)
+    _perturb_keys(model)
+    query = model.encoder.weights + model.projection_head.weights
+    key = model.key_encoder.weights + model.key_projection_head.weights
+    return query, key, _values(query), _values(key)
+
+
 def _perturb_keys(model):
     rng = np.random.default_rng(1)
     for v in model.key_encoder.weights + model.key_projection_head.weights:
@@ -84,11 +96,7 @@ def test_first_step_copies_the_query_weights_into_a_frozen_key_encoder():
 def test_momentum_update_against_hand_computed_weights(momentum):
     model = _model(momentum=momentum)
     pair = _pair()
-    _fit(model, pair)
-    _perturb_keys(model)
-    query = model.encoder.weights + model.projection_head.weights
-    key = model.key_encoder.weights + model.key_projection_head.weights
-    q0, k0 = _values(query), _values(key)
+    query, key, q0, k0 = _started_with_other_keys(model, pair)
     # lr = 0: the query weights stay put, two EMA steps towards them.
     _fit(model, pair, steps=2)
     for v, q, k, k2 in zip(query, q0, k0, _values(key)):
@@ -271,11 +279,7 @@ def test_mixed_bfloat16_keeps_the_momentum_update_in_float32():
     try:
         model = _model(momentum=0.999)
         pair = _pair()
-        _fit(model, pair)
-        _perturb_keys(model)
-        query = model.encoder.weights + model.projection_head.weights
-        key = model.key_encoder.weights + model.key_projection_head.weights
-        q0, k0 = _values(query), _values(key)
+        query, key, q0, k0 = _started_with_other_keys(model, pair)
         history = _fit(model, pair)
     finally:
         keras.mixed_precision.set_global_policy("float32")
