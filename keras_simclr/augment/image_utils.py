@@ -22,19 +22,28 @@ def check_images(images, layer_name):
         )
 
 
-def to_batched_float(images, layer_name):
+def to_unit_float(images):
     """Integer images (uint8, 0-255) -> float32 / 255; floats -> float32.
 
-    Float images are assumed to be in [0, 1] already. Returns the batched
-    float32 images and whether a batch axis was added.
+    Float images are assumed to be in [0, 1] already. The one rule every
+    model and evaluation path of the library uses to take images in.
     """
-    check_images(images, layer_name)
     images = ops.convert_to_tensor(images)
     dtype = keras.backend.standardize_dtype(images.dtype)
     if "int" in dtype:
-        images = ops.cast(images, "float32") / 255.0
-    elif dtype != "float32":
-        images = ops.cast(images, "float32")
+        return ops.cast(images, "float32") / 255.0
+    if dtype != "float32":
+        return ops.cast(images, "float32")
+    return images
+
+
+def to_batched_float(images, layer_name):
+    """`to_unit_float`, after checking the shape, plus a batch axis.
+
+    Returns the batched float32 images and whether a batch axis was added.
+    """
+    check_images(images, layer_name)
+    images = to_unit_float(images)
     unbatched = len(images.shape) == 3
     if unbatched:
         images = ops.expand_dims(images, 0)

@@ -9,10 +9,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.evaluation.knn import _is_tf_dataset
 from keras_simclr.evaluation.knn import _split_element
 from keras_simclr.evaluation.knn import extract_features
 from keras_simclr.evaluation.knn import resolve_encoder
+from keras_simclr.models.sublayer_config import deserialize_sublayers
+from keras_simclr.models.sublayer_config import serialize_sublayers
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -71,14 +74,6 @@ class _RandomCropFlip(keras.layers.Layer):
         return config
 
 
-def _unit_float(images):
-    """uint8 images to float32 in [0, 1]; float images cast to float32."""
-    x = ops.cast(images, "float32")
-    if keras.backend.standardize_dtype(images.dtype) == "uint8":
-        x = x / 255.0
-    return x
-
-
 class _FrozenEncoderClassifier(keras.Model):
     """images -> [uint8 to [0, 1]] -> [crop/flip] -> frozen encoder -> classifier."""
 
@@ -96,7 +91,7 @@ class _FrozenEncoderClassifier(keras.Model):
         self.built = True
 
     def call(self, images, training=None):
-        x = _unit_float(images)
+        x = to_unit_float(images)
         if self.augmentation is not None:
             x = self.augmentation(x, training=training)
         # The encoder always runs in inference mode (BatchNorm moving stats).
@@ -457,6 +452,8 @@ class _FineTuneModel(keras.Model):
     teacher of a `DistillationModel`).
     """
 
+    _SUBLAYERS = ("encoder", "head", "classifier", "augmentation")
+
     def __init__(self, encoder, head, head_layers, classifier, augmentation, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
@@ -479,7 +476,7 @@ class _FineTuneModel(keras.Model):
         self.built = True
 
     def call(self, images, training=None):
-        x = self.augmentation(_unit_float(images), training=training)
+        x = self.augmentation(to_unit_float(images), training=training)
         x = self.encoder(x, training=training)
         if self.head_layers:
             x = self.head(x, training=training, num_layers=self.head_layers)
@@ -487,24 +484,13 @@ class _FineTuneModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                name: keras.saving.serialize_keras_object(getattr(self, name))
-                if getattr(self, name) is not None
-                else None
-                for name in ("encoder", "head", "classifier", "augmentation")
-            }
-        )
+        config.update(serialize_sublayers(self, self._SUBLAYERS))
         config["head_layers"] = self.head_layers
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for name in ("encoder", "head", "classifier", "augmentation"):
-            if config.get(name) is not None:
-                config[name] = keras.saving.deserialize_keras_object(config[name])
-        return cls(**config)
+        return cls(**deserialize_sublayers(config, cls._SUBLAYERS))
 
 
 def _predict_logits(model, data, batch_size):

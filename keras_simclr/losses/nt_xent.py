@@ -13,14 +13,21 @@ from keras import ops
 _MASK = -1e9
 
 
+def float_or_nan(value):
+    """`float(value)` for a real number (a Python or NumPy scalar, a 0-d
+    array), else nan: strings, bools and non-numbers never pass a range
+    check made on the result."""
+    if isinstance(value, (str, bytes, bool)):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def validate_temperature(temperature):
     """Returns `temperature` as a float, or raises if it is not finite > 0."""
-    value = float("nan")
-    if not isinstance(temperature, (str, bytes, bool)):
-        try:
-            value = float(temperature)
-        except (TypeError, ValueError):
-            pass
+    value = float_or_nan(temperature)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
             "`temperature` must be a positive finite number. "

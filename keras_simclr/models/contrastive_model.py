@@ -1,12 +1,19 @@
 import keras
 from keras import ops
 
+from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.nt_xent import _normalize
 from keras_simclr.losses.nt_xent import contrastive_accuracy
 from keras_simclr.losses.nt_xent import nt_xent_loss
 from keras_simclr.losses.nt_xent import validate_temperature
+from keras_simclr.models.sublayer_config import deserialize_sublayers
+from keras_simclr.models.sublayer_config import serialize_sublayers
+
+
+# Constructor arguments that are layers (serialized as such in get_config).
+_SUBLAYERS = ("encoder", "projection_head", "augmenter")
 
 
 def _pair_required(received):
@@ -163,12 +170,6 @@ class ContrastiveModel(keras.Model):
                 f"are the negatives). Received: {what} of shape {tuple(shape)}"
             )
 
-    @staticmethod
-    def _to_float(images):
-        if images.dtype == "uint8":
-            return ops.cast(images, "float32") / 255.0
-        return images
-
     def _views(self, inputs):
         """Returns the 2N views, view a of every image first."""
         if self.augmenter is None:
@@ -186,7 +187,7 @@ class ContrastiveModel(keras.Model):
                     f"Received: {tuple(view_a.shape)} and {tuple(view_b.shape)}"
                 )
             return ops.concatenate(
-                [self._to_float(view_a), self._to_float(view_b)], axis=0
+                [to_unit_float(view_a), to_unit_float(view_b)], axis=0
             )
         if isinstance(inputs, (list, tuple)):
             raise _images_required(
@@ -267,25 +268,12 @@ class ContrastiveModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
+        config.update(serialize_sublayers(self, _SUBLAYERS))
         config.update(
-            {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "projection_head": keras.saving.serialize_keras_object(
-                    self.projection_head
-                ),
-                "augmenter": keras.saving.serialize_keras_object(self.augmenter)
-                if self.augmenter is not None
-                else None,
-                "temperature": self.temperature,
-                "num_classes": self.num_classes,
-            }
+            {"temperature": self.temperature, "num_classes": self.num_classes}
         )
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "projection_head", "augmenter"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**deserialize_sublayers(config, _SUBLAYERS))

@@ -5,18 +5,17 @@ import math
 import keras
 from keras import ops
 
+from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.distillation import distillation_loss
+from keras_simclr.losses.nt_xent import float_or_nan
 from keras_simclr.losses.nt_xent import validate_temperature
+from keras_simclr.models.sublayer_config import deserialize_sublayers
+from keras_simclr.models.sublayer_config import serialize_sublayers
 
 
 def _validate_alpha(alpha):
-    value = float("nan")
-    if not isinstance(alpha, (str, bytes, bool)):
-        try:
-            value = float(alpha)
-        except (TypeError, ValueError):
-            pass
+    value = float_or_nan(alpha)
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(
             "`alpha` (the weight of the labelled cross-entropy) must be a "
@@ -31,16 +30,6 @@ def _check_layer(model, what):
             f"`{what}` must be a Keras model (or layer) mapping images to "
             f"logits. Received: {what} of type {type(model).__name__}"
         )
-
-
-def _unit_float(images):
-    """uint8 images to float32 in [0, 1]; float images cast to float32."""
-    images = ops.convert_to_tensor(images)
-    dtype = keras.backend.standardize_dtype(images.dtype)
-    x = ops.cast(images, "float32")
-    if "int" in dtype:
-        x = x / 255.0
-    return x
 
 
 def _output_shape(model, image_shape):
@@ -65,6 +54,10 @@ def _teacher_agreement(teacher_logits, student_logits):
         ops.argmax(student_logits, axis=-1), ops.argmax(teacher_logits, axis=-1)
     )
     return ops.mean(ops.cast(agree, "float32"))
+
+
+# Constructor arguments that are layers (serialized as such in get_config).
+_SUBLAYERS = ("teacher", "student", "augmenter")
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -274,7 +267,7 @@ class DistillationModel(keras.Model):
                 f"{[tuple(getattr(v, 'shape', ())) for v in inputs]}"
             )
         self._check_images(inputs.shape)
-        images = _unit_float(inputs)
+        images = to_unit_float(inputs)
         if not training:
             return self.student(images, training=False)
         view = images
@@ -302,7 +295,7 @@ class DistillationModel(keras.Model):
             # evaluate(): call() gave the student's logits on the images as
             # they are; the teacher labels the same images.
             student_logits = y_pred
-            teacher_logits = self.teacher(_unit_float(x), training=False)
+            teacher_logits = self.teacher(to_unit_float(x), training=False)
         student_logits = ops.cast(student_logits, "float32")
         teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
         loss = distillation_loss(
@@ -350,23 +343,10 @@ class DistillationModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "student": keras.saving.serialize_keras_object(self.student),
-                "temperature": self.temperature,
-                "alpha": self.alpha,
-                "augmenter": keras.saving.serialize_keras_object(self.augmenter)
-                if self.augmenter is not None
-                else None,
-            }
-        )
+        config.update(serialize_sublayers(self, _SUBLAYERS))
+        config.update({"temperature": self.temperature, "alpha": self.alpha})
         return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("teacher", "student", "augmenter"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**deserialize_sublayers(config, _SUBLAYERS))
