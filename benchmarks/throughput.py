@@ -9,11 +9,12 @@ LARS, NT-Xent) with `model.fit` in one process and measures, side by side:
   yielding the same NumPy array). Augmentation, forward, loss, backward and
   the LARS update all run; the host-to-device copy of the uint8 batch too.
 - end-to-end: the real CIFAR-10 JPEGs decoded once into a uint8 array
-  (TensorFlow: a parallel `tf.data` map; JAX: Pillow in a thread pool; with
-  `--source_size`, upscaled once to that side), then shuffled, batched and
-  prefetched every epoch (TensorFlow: `keras_simclr.data.load_arrays` +
-  `pretraining_dataset`; JAX: NumPy batches made in a background thread),
-  and the same model steps.
+  (TensorFlow: a parallel `tf.data` map; JAX: Pillow in a thread pool,
+  `keras_simclr.data.decode_images`; with `--source_size`, upscaled once to
+  that side), then shuffled, batched and prefetched every epoch (TensorFlow:
+  `keras_simclr.data.load_arrays` + `pretraining_dataset`; JAX:
+  `keras_simclr.data.ShuffledBatches`, a PyDataset whose batches Keras
+  gathers ahead in threads), and the same model steps.
 
 It reports images/s of both, their ratio (end-to-end / step-only; near 1:
 the input pipeline keeps up), the one-off decode time, the first step's time
@@ -40,18 +41,14 @@ Examples (from the repository root):
 
 import argparse
 import datetime
-import io
 import json
 import math
 import os
 import platform
-import queue
 import resource
 import shlex
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(
@@ -108,25 +105,10 @@ def read_jpegs(path, count):
 
 
 def decode_pillow(jpegs, source_size):
-    """Decodes (and upscales) JPEGs with Pillow in a thread pool into one uint8 array."""
-    import numpy as np
-    from PIL import Image
+    """Decodes (and upscales, bilinear) JPEGs with Pillow in a thread pool into one uint8 array."""
+    from keras_simclr.data.numpy_images import decode_images
 
-    def load(jpeg):
-        image = Image.open(io.BytesIO(jpeg)).convert("RGB")
-        if source_size:
-            image = image.resize((source_size, source_size), Image.BILINEAR)
-        return np.asarray(image)
-
-    first = load(jpegs[0])
-    images = np.empty((len(jpegs),) + first.shape, np.uint8)
-
-    def store(i):
-        images[i] = load(jpegs[i])
-
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        list(pool.map(store, range(len(jpegs))))
-    return images
+    return decode_images(jpegs, image_size=source_size)
 
 
 def decode_tf(jpegs, source_size):
@@ -145,21 +127,11 @@ def decode_tf(jpegs, source_size):
 
 
 def numpy_batches(images, batch_size, seed=0, prefetch=2):
-    """Shuffled full batches forever (a new order each epoch), made `prefetch` ahead in a thread."""
-    import numpy as np
+    """Shuffled full batches forever (a new order each epoch), gathered `prefetch` ahead in threads."""
+    from keras_simclr.data.numpy_images import ShuffledBatches
 
-    ready = queue.Queue(maxsize=prefetch)
-
-    def produce():
-        rng = np.random.default_rng(seed)
-        while True:
-            order = rng.permutation(len(images))
-            for start in range(0, len(order) - batch_size + 1, batch_size):
-                ready.put((images[order[start:start + batch_size]],))
-
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        yield ready.get()
+    return ShuffledBatches(images, None, batch_size, seed=seed, repeat=True,
+                           workers=max(2, prefetch), max_queue_size=prefetch)
 
 
 def same_batch_forever(batch):

@@ -35,6 +35,11 @@ def define_flags():
     flags.DEFINE_string("dataset", None, "tfds dataset name, e.g. cifar10, stl10, imagenet2012.")
     flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (where `tfds.load` looks for data).")
     flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
+    flags.DEFINE_enum("input_pipeline", "auto", list(INPUT_PIPELINES),
+                      "tf: tf.data (decode, cache, shuffle, batch); numpy: --image_folder decoded once "
+                      "with Pillow into a uint8 array in host memory and fed as uint8 batches, without "
+                      "TensorFlow; auto: numpy on the JAX backend for --image_folder, else tf. "
+                      "tfds datasets (--dataset) always use tf.")
     flags.DEFINE_string("train_split", "train", "Split to pretrain on (and the kNN memory bank).")
     flags.DEFINE_string("eval_split", "test", "Split whose images are the kNN queries.")
     flags.DEFINE_integer("train_examples", None, "Use only the first N training examples (quick runs).")
@@ -78,6 +83,7 @@ def define_flags():
 
 
 METHODS = ("simclr", "simclr_v2", "moco_v2")
+INPUT_PIPELINES = ("auto", "tf", "numpy")
 
 
 def method_defaults(config):
@@ -108,10 +114,41 @@ def learning_rate_for(base, batch_size, scaling):
     return base
 
 
+def resolve_input_pipeline(config):
+    """`"tf"` or `"numpy"` for the config's `--input_pipeline` (`auto` resolved).
+
+    auto: numpy on the JAX backend for --image_folder, tf otherwise; tfds
+    datasets need tf.
+    """
+    import keras
+
+    choice = config.get("input_pipeline") or "auto"
+    if choice not in INPUT_PIPELINES:
+        raise PretrainError(
+            f"Unknown --input_pipeline; known: {', '.join(INPUT_PIPELINES)}. "
+            f"Received: input_pipeline={choice!r}"
+        )
+    if choice == "auto":
+        return "numpy" if config["image_folder"] and keras.backend.backend() == "jax" else "tf"
+    if choice == "numpy" and not config["image_folder"]:
+        raise PretrainError(
+            "--input_pipeline numpy reads only --image_folder; tfds datasets need "
+            "--input_pipeline tf (or auto). Received: input_pipeline='numpy', "
+            f"dataset={config['dataset']!r}"
+        )
+    return choice
+
+
 def load_split(config, split, image_size):
     """One split from --image_folder or --dataset, at `image_size` (None: native)."""
     from keras_simclr import data
 
+    if config.get("input_pipeline") == "numpy":
+        from keras_simclr.data import numpy_images
+
+        return numpy_images.load_numpy_image_folder(
+            config["image_folder"], split, image_size=image_size
+        )
     if config["image_folder"]:
         return data.load_image_folder(config["image_folder"], split, image_size=image_size)
     return data.load_tfds(
@@ -241,18 +278,37 @@ def run_pretraining(config):
 
     config = method_defaults(config)
     _validate(config)
+    config["input_pipeline"] = resolve_input_pipeline(config)
+    numpy_pipeline = config["input_pipeline"] == "numpy"
     # Data first: every data error surfaces before a model is built.
-    train = load_split(config, config["train_split"], config["image_size"])
-    image_size = train.image_size[0]
-    if tuple(train.image_size) != (image_size, image_size):
-        # Square images for the model; the first image set the height.
+    if numpy_pipeline:
+        from keras_simclr.data import numpy_images
+
+        # Decode once, at the final (square) size: the first image sets the
+        # height unless --image_size is given.
+        image_size = config["image_size"] or numpy_images.image_folder_size(
+            config["image_folder"], config["train_split"]
+        )[0]
         train = load_split(config, config["train_split"], image_size)
-    if config["train_examples"]:
-        train = data.take_examples(train, config["train_examples"])
-    train = train.cache()
-    evaluation = load_split(config, config["eval_split"], image_size).cache()
-    # Raises for a batch larger than the data set, before a model is built.
-    train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
+        if config["train_examples"]:
+            train = train.take(config["train_examples"])
+        evaluation = load_split(config, config["eval_split"], image_size)
+        # Raises for a batch larger than the data set, before a model is built.
+        train_ds = numpy_images.ShuffledBatches(
+            train.images, train.labels, config["batch_size"], seed=config["seed"]
+        )
+    else:
+        train = load_split(config, config["train_split"], config["image_size"])
+        image_size = train.image_size[0]
+        if tuple(train.image_size) != (image_size, image_size):
+            # Square images for the model; the first image set the height.
+            train = load_split(config, config["train_split"], image_size)
+        if config["train_examples"]:
+            train = data.take_examples(train, config["train_examples"])
+        train = train.cache()
+        evaluation = load_split(config, config["eval_split"], image_size).cache()
+        # Raises for a batch larger than the data set, before a model is built.
+        train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
     steps_per_epoch = train.num_examples // config["batch_size"]
 
     from keras_simclr import distribute
@@ -288,11 +344,25 @@ def run_pretraining(config):
                 logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
                 print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
     settings["replicas"] = replicas
+    settings["input_pipeline"] = config["input_pipeline"]
+    if numpy_pipeline:
+        # A resumed run goes on with the epoch orders of an uninterrupted one.
+        train_ds.epoch = initial_epoch
 
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
+    if numpy_pipeline:
+        knn_data = dict(
+            train_data=(train.images, train.labels),
+            test_data=(evaluation.images, evaluation.labels),
+            batch_size=512,
+        )
+    else:
+        knn_data = dict(
+            train_data=data.evaluation_dataset(train, 512),
+            test_data=data.evaluation_dataset(evaluation, 512),
+        )
     knn = KNNMonitor(
-        train_data=data.evaluation_dataset(train, 512),
-        test_data=data.evaluation_dataset(evaluation, 512),
+        **knn_data,
         num_classes=train.num_classes,
         k=config["knn_k"],
         temperature=config["knn_temperature"],
@@ -317,7 +387,7 @@ def run_pretraining(config):
             train_ds,
             epochs=config["epochs"],
             initial_epoch=initial_epoch,
-            shuffle=False,  # the tf.data pipeline reshuffles every epoch
+            shuffle=False,  # the input pipeline reshuffles every epoch
             callbacks=callbacks,
             verbose=config["verbose"],
         ).history
@@ -361,7 +431,7 @@ def config_from_flags():
 
 
 _FLAG_NAMES = {
-    "method", "queue_size", "moco_momentum", "shuffle_bn_splits", "dataset", "tfds_data_dir", "image_folder", "train_split", "eval_split", "train_examples",
+    "method", "queue_size", "moco_momentum", "shuffle_bn_splits", "dataset", "tfds_data_dir", "image_folder", "input_pipeline", "train_split", "eval_split", "train_examples",
     "model", "width_multiplier", "image_size", "augmentation", "batch_size", "epochs", "learning_rate",
     "learning_rate_scaling", "temperature", "optimizer", "momentum", "weight_decay",
     "warmup_epochs", "projection_dim", "head_layers", "output_dir", "resume", "seed",

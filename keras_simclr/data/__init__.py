@@ -1,39 +1,56 @@
-"""Input pipelines: tfds datasets, image folders and arrays as uint8 tf.data.
+"""Input pipelines: tfds datasets, image folders and arrays as uint8 tf.data,
+and a TensorFlow-free NumPy path for the JAX backend.
 
-Every loader returns a `DatasetInfo` (unbatched `(uint8 image, int32 label)`
-elements plus their count, classes and image size); `pretraining_dataset`
-and `evaluation_dataset` turn it into batches; `subset_dataset` draws a
-per-class balanced labelled fraction.
+Every TensorFlow loader returns a `DatasetInfo` (unbatched `(uint8 image,
+int32 label)` elements plus their count, classes and image size);
+`pretraining_dataset` and `evaluation_dataset` turn it into batches;
+`subset_dataset` draws a per-class balanced labelled fraction.
 
-Uses TensorFlow (tf.data); `import keras_simclr` loads it on first access.
+`load_numpy_image_folder` / `decode_images` decode with Pillow into one uint8
+array (`NumpyImages`) and `ShuffledBatches` feeds it to `model.fit` without
+TensorFlow.
+
+The names are imported on first access, so `import keras_simclr.data` (and
+`keras_simclr.data.numpy_images`) does not import TensorFlow; the tf.data
+loaders import it when first used.
 """
 
-from keras_simclr.data.array_dataset import load_arrays
-from keras_simclr.data.dataset_info import DEFAULT_CACHE_LIMIT_BYTES
-from keras_simclr.data.dataset_info import DatasetInfo
-from keras_simclr.data.image_folder import load_image_folder
-from keras_simclr.data.label_fraction import dataset_labels
-from keras_simclr.data.label_fraction import labeled_subset
-from keras_simclr.data.label_fraction import select_examples
-from keras_simclr.data.label_fraction import subset_dataset
-from keras_simclr.data.pipelines import dataset_arrays
-from keras_simclr.data.pipelines import evaluation_dataset
-from keras_simclr.data.pipelines import pretraining_dataset
-from keras_simclr.data.pipelines import take_examples
-from keras_simclr.data.tfds_dataset import load_tfds
+import importlib
 
-__all__ = [
-    "DEFAULT_CACHE_LIMIT_BYTES",
-    "DatasetInfo",
-    "dataset_arrays",
-    "dataset_labels",
-    "evaluation_dataset",
-    "labeled_subset",
-    "load_arrays",
-    "load_image_folder",
-    "load_tfds",
-    "pretraining_dataset",
-    "select_examples",
-    "subset_dataset",
-    "take_examples",
-]
+# name -> submodule that defines it.
+_EXPORTS = {
+    "DEFAULT_CACHE_LIMIT_BYTES": "dataset_info",
+    "DatasetInfo": "dataset_info",
+    "NumpyImages": "numpy_images",
+    "ShuffledBatches": "numpy_images",
+    "dataset_arrays": "pipelines",
+    "dataset_labels": "label_fraction",
+    "decode_images": "numpy_images",
+    "evaluation_dataset": "pipelines",
+    "image_folder_size": "numpy_images",
+    "labeled_subset": "label_fraction",
+    "load_arrays": "array_dataset",
+    "load_image_folder": "image_folder",
+    "load_numpy_image_folder": "numpy_images",
+    "load_tfds": "tfds_dataset",
+    "pretraining_dataset": "pipelines",
+    "resize_image_array": "numpy_images",
+    "select_examples": "label_fraction",
+    "subset_dataset": "label_fraction",
+    "take_examples": "pipelines",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_simclr.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"keras_simclr.data.{module}"), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

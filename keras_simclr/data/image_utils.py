@@ -1,13 +1,18 @@
-"""Image helpers shared by the loaders (TensorFlow ops, used inside tf.data)."""
+"""Image helpers shared by the loaders.
 
-import tensorflow as tf
+`standardize_image_size` is plain Python, shared with the TensorFlow-free
+`numpy_images`; the others are TensorFlow ops used inside tf.data, which
+import TensorFlow when first called.
+"""
+
+import numbers
 
 
 def standardize_image_size(image_size):
     """`None`, an int or `(H, W)` -> `None` or a tuple of two positive ints."""
     if image_size is None:
         return None
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
+    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
     try:
         height, width = image_size
@@ -26,6 +31,8 @@ def standardize_image_size(image_size):
 
 def to_uint8(images):
     """Rounds float pixel values in [0, 255] to uint8."""
+    import tensorflow as tf
+
     return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
 
 
@@ -35,6 +42,8 @@ def resize_image(image, image_size):
     Bilinear with antialiasing (so downsizing averages rather than aliases);
     an image already of that size passes through untouched.
     """
+    import tensorflow as tf
+
     height, width = image_size
     static = tuple(image.shape[:2])
     if static != (height, width):
