@@ -59,7 +59,6 @@ Examples (from the repository root):
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import itertools
@@ -75,6 +74,7 @@ from benchmarks.throughput import DEFAULT_DATA  # noqa: E402
 from benchmarks.throughput import decode_pillow  # noqa: E402
 from benchmarks.throughput import peak_rss_mb  # noqa: E402
 from benchmarks.throughput import read_jpegs  # noqa: E402
+from benchmarks.throughput import write_output  # noqa: E402
 
 # Per preset: SimCLR color strength s and blur probability (None: no blur),
 # as in keras_simclr.augment.simclr_augmentation.PRESETS.
@@ -655,11 +655,7 @@ def main(argv=None):
         ratio = preset["ratios"].get("keras_cv")
         if ratio is not None:
             print(f"{name}: ours >= 3x keras-cv: {'yes' if ratio['best'] >= 3 else 'no'} ({ratio['best']:.2f}x)")
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.output}")
+    write_output(result, args.output)
     return result
 
 

@@ -150,14 +150,7 @@ def parse_args(argv=None):
     if args.num_workers is not None and args.num_workers < 0:
         parser.error(f"--num_workers must be >= 0. Received: num_workers={args.num_workers}")
     if args.mode == "throughput":
-        if args.tiny:
-            args.width_multiplier, args.batch_size, args.steps, args.num_images = 0.125, 16, 2, 64
-        if args.warmup_steps < 1 or args.steps < 1:
-            parser.error(f"--warmup_steps and --steps must be >= 1. Received: "
-                         f"warmup_steps={args.warmup_steps}, steps={args.steps}")
-        if args.batch_size < 2 or args.num_images < args.batch_size:
-            parser.error(f"Need 2 <= batch_size <= num_images. Received: "
-                         f"batch_size={args.batch_size}, num_images={args.num_images}")
+        throughput.check_throughput_args(parser, args)
         # The quality arguments do not apply: a constant learning rate, as throughput.py.
         return args
     if args.tiny:
@@ -667,7 +660,7 @@ def main(argv=None):
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
     result = run_throughput(args) if args.mode == "throughput" else run_quality(args)
-    quality.write_output(result, args.output)
+    throughput.write_output(result, args.output)
     return result
 
 

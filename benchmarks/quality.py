@@ -48,7 +48,6 @@ Examples (from the repository root):
 
 import argparse
 import datetime
-import json
 import math
 import os
 import shlex
@@ -220,14 +219,6 @@ def print_report(result, title):
         print("warning: the loss is not finite")
 
 
-def write_output(result, path):
-    if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {path}")
-
-
 def build_model(args, steps_per_epoch):
     """The CLI's model, augmentation, temperature, LARS and schedule (`cli.pretrain._build_model`)."""
     import keras
@@ -367,7 +358,7 @@ def main(argv=None):
     print_report(result, f"keras_simclr {args.model} (width {result['config']['width_multiplier']}) batch "
                          f"{args.batch_size}, {args.backend} {args.precision}, {len(train_images)} training "
                          f"images, kNN on {len(test_images)} test images")
-    write_output(result, args.output)
+    throughput.write_output(result, args.output)
     return result
 
 

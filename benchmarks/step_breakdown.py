@@ -30,7 +30,6 @@ Example:
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import statistics
@@ -43,6 +42,7 @@ sys.path.insert(0, REPO_ROOT)
 from benchmarks.throughput import DEFAULT_DATA  # noqa: E402
 from benchmarks.throughput import environment  # noqa: E402
 from benchmarks.throughput import read_jpegs  # noqa: E402
+from benchmarks.throughput import write_output  # noqa: E402
 
 # Forward multiply-adds x 2 per 32x32 image of ResNet-18 with the CIFAR stem
 # (3x3 stride-1 stem, no max-pool): 0.556 GMACs.
@@ -203,11 +203,7 @@ def main(argv=None):
         g = result["encoder_gflops"]
         print(f"encoder GFLOP/s: forward {g['forward']:.1f}, forward+backward {g['forward_backward']:.1f} "
               f"({g['forward_backward'] / ceiling:.0%} of matmul)")
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.output}")
+    write_output(result, args.output)
     return result
 
 

@@ -76,7 +76,11 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true",
                         help="CI mode: width 0.125, batch 16, 2 steps, 64 images")
     parser.add_argument("--output", default=None, help="JSON file to write")
-    args = parser.parse_args(argv)
+    return check_throughput_args(parser, parser.parse_args(argv))
+
+
+def check_throughput_args(parser, args):
+    """Applies `--tiny` and checks the step and batch counts (also lightly_reference.py's)."""
     if args.tiny:
         args.width_multiplier, args.batch_size, args.steps, args.num_images = 0.125, 16, 2, 64
     if args.warmup_steps < 1 or args.steps < 1:
@@ -86,6 +90,15 @@ def parse_args(argv=None):
         parser.error(f"Need 2 <= batch_size <= num_images. Received: "
                      f"batch_size={args.batch_size}, num_images={args.num_images}")
     return args
+
+
+def write_output(result, path):
+    """Writes `result` as JSON to `path` (its folder made first), if a path is given."""
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {path}")
 
 
 def peak_rss_mb():
@@ -297,11 +310,7 @@ def main(argv=None):
           f"peak RSS: {result['peak_rss_mb']:.0f} MB")
     if not all(math.isfinite(result[n]["last_loss"]) for n in ("step_only", "end_to_end")):
         print("warning: the loss is not finite")
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.output}")
+    write_output(result, args.output)
     return result
 
 
