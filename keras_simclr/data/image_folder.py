@@ -7,13 +7,10 @@ import tensorflow as tf
 from keras_simclr.data.dataset_info import DatasetInfo
 from keras_simclr.data.image_utils import resize_image
 from keras_simclr.data.image_utils import standardize_image_size
-
-# The extensions `tfds.ImageFolder` reads (case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-def _sub_folders(folder):
-    return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+from keras_simclr.data.numpy_images import IMAGE_EXTENSIONS
+from keras_simclr.data.numpy_images import check_split_folder
+from keras_simclr.data.numpy_images import no_images_error
+from keras_simclr.data.numpy_images import sub_folders
 
 
 def _images_in(folder):
@@ -27,7 +24,7 @@ def _images_in(folder):
 
 def _first_image(split_folder):
     """Path of the first image, in sorted class then file order, or `None`."""
-    for class_name in _sub_folders(split_folder):
+    for class_name in sub_folders(split_folder):
         images = _images_in(os.path.join(split_folder, class_name))
         if images:
             return os.path.join(split_folder, class_name, images[0])
@@ -88,33 +85,10 @@ def load_image_folder(root, split, image_size=None):
     import tensorflow_datasets as tfds
 
     image_size = standardize_image_size(image_size)
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(
-            "The image folder does not exist or is not a folder. "
-            f"Expected ROOT/<split>/<class>/*.jpg. Received: root={root!r}"
-        )
-    split_folder = os.path.join(root, split)
-    if not os.path.isdir(split_folder):
-        splits = _sub_folders(root)
-        raise FileNotFoundError(
-            f"The image folder {root!r} has no {split!r} split; it holds "
-            f"{splits if splits else 'no sub-folders'}. Expected "
-            f"ROOT/<split>/<class>/*.jpg. Received: split={split!r}"
-        )
+    root, split_folder = check_split_folder(root, split)
     first = _first_image(split_folder)
     if first is None:
-        loose = _images_in(split_folder)
-        hint = (
-            f" It holds {len(loose)} images directly; put them in one sub-folder per class."
-            if loose
-            else ""
-        )
-        raise ValueError(
-            f"The split folder {split_folder!r} holds no images "
-            f"({', '.join(IMAGE_EXTENSIONS)}) in class sub-folders.{hint} "
-            "Expected ROOT/<split>/<class>/*.jpg."
-        )
+        raise no_images_error(split_folder)
     if image_size is None:
         image_size = _image_shape(first)
 

@@ -223,7 +223,8 @@ class NumpyImages:
         return ShuffledBatches(self.images, self.labels, batch_size, seed=seed, **kwargs)
 
 
-def _sub_folders(folder):
+def sub_folders(folder):
+    """Sorted names of the sub-folders of `folder` (shared with `load_image_folder`)."""
     return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
 
 
@@ -232,8 +233,13 @@ def _image_names(folder):
     return sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def _check_split(root, split):
-    """The split folder, after the checks (and messages) of `load_image_folder`."""
+def check_split_folder(root, split):
+    """`(root, root/split)` after the checks both image-folder loaders make.
+
+    Raises:
+        FileNotFoundError: `root` is not a folder, or has no `split` folder
+            (the message lists the splits it has).
+    """
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(
@@ -242,7 +248,7 @@ def _check_split(root, split):
         )
     split_folder = os.path.join(root, split)
     if not os.path.isdir(split_folder):
-        splits = _sub_folders(root)
+        splits = sub_folders(root)
         raise FileNotFoundError(
             f"The image folder {root!r} has no {split!r} split; it holds "
             f"{splits if splits else 'no sub-folders'}. Expected "
@@ -251,7 +257,8 @@ def _check_split(root, split):
     return root, split_folder
 
 
-def _no_images_error(split_folder):
+def no_images_error(split_folder):
+    """The error for a split folder with no images in class sub-folders."""
     loose = [
         name
         for name in _image_names(split_folder)
@@ -285,17 +292,17 @@ def _list_image_folder(root, split):
         FileNotFoundError: `root` or `root/split` is not a folder.
         ValueError: the split holds no images in class folders.
     """
-    root, split_folder = _check_split(root, split)
+    root, split_folder = check_split_folder(root, split)
     class_names = sorted(
-        {name for s in _sub_folders(root) for name in _sub_folders(os.path.join(root, s))}
+        {name for s in sub_folders(root) for name in sub_folders(os.path.join(root, s))}
     )
     index = {name: i for i, name in enumerate(class_names)}
     examples = []
-    for class_name in _sub_folders(split_folder):
+    for class_name in sub_folders(split_folder):
         folder = os.path.join(split_folder, class_name)
         examples.extend((os.path.join(folder, name), class_name) for name in _image_names(folder))
     if not examples:
-        raise _no_images_error(split_folder)
+        raise no_images_error(split_folder)
     first = examples[0][0]  # the first image in sorted class then file order
     random.Random(split).shuffle(examples)
     paths = [path for path, _ in examples]
