@@ -385,16 +385,7 @@ def timed_steps(step, batches, args):
     for _ in range(args.warmup_steps + args.steps):
         model_losses.append(step(next(batches)))
         times.append(time.perf_counter())
-    step_times = [b - a for a, b in zip(times[args.warmup_steps:], times[args.warmup_steps + 1:])]
-    elapsed = times[-1] - times[args.warmup_steps]
-    return {
-        "images_per_s": args.steps * args.batch_size / elapsed,
-        "ms_per_step": 1000 * elapsed / args.steps,
-        "step_times_ms": [round(1000 * t, 3) for t in step_times],
-        "first_step_s": times[1] - times[0],
-        "last_loss": model_losses[-1],
-        "peak_rss_mb": throughput.peak_rss_mb(),
-    }
+    return throughput.step_timings(times, model_losses[-1], args)
 
 
 # ---------------------------------------------------------------- kNN

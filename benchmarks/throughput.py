@@ -185,7 +185,12 @@ def timed_fit(model, data, args):
     timer = StepTimer()
     model.fit(data, steps_per_epoch=args.warmup_steps + args.steps, epochs=1, verbose=0, shuffle=False,
               callbacks=[timer])
-    times = timer.times
+    return step_timings(timer.times, timer.loss, args)
+
+
+def step_timings(times, last_loss, args):
+    """The timing fields of a run from its step boundaries `times` (start, then
+    after each step): the first `warmup_steps` steps are left out of the rate."""
     step_times = [b - a for a, b in zip(times[args.warmup_steps:], times[args.warmup_steps + 1:])]
     elapsed = times[-1] - times[args.warmup_steps]
     return {
@@ -193,7 +198,7 @@ def timed_fit(model, data, args):
         "ms_per_step": 1000 * elapsed / args.steps,
         "step_times_ms": [round(1000 * t, 3) for t in step_times],
         "first_step_s": times[1] - times[0],
-        "last_loss": timer.loss,
+        "last_loss": last_loss,
         "peak_rss_mb": peak_rss_mb(),
     }
 
