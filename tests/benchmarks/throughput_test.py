@@ -12,9 +12,10 @@ from tests.conftest import CIFAR_NPZ
 from tests.conftest import REPO_ROOT
 
 
+# bfloat16 is left to tests/models (loss against float32): CI time is short.
 @pytest.mark.parametrize(
     "backend, precision",
-    [("tensorflow", "float32"), ("jax", "float32"), ("tensorflow", "mixed_bfloat16")],
+    [("tensorflow", "float32"), ("jax", "float32")],
 )
 def test_tiny_throughput_run_writes_positive_numbers(cifar_npz, tmp_path, backend, precision):
     output = tmp_path / "throughput.json"
