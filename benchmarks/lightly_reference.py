@@ -550,14 +550,10 @@ def run_throughput(args):
     }
     print(f"\nlightly {args.model} 32px batch {args.batch_size}, torch {args.device} {args.precision}, "
           f"{args.steps} timed steps after {args.warmup_steps}, {result['config']['num_workers']} workers")
-    print(f"{'mode':<12}{'images/s':>12}{'ms/step':>10}{'first step s':>14}")
-    for name in ("step_only", "end_to_end"):
-        r = result[name]
-        print(f"{name:<12}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.1f}{r['first_step_s']:>14.2f}")
+    throughput.print_modes(result)
     print(f"ratio end_to_end / step_only: {result['ratio']:.3f}; first step: {result['compile_s']:.2f} s; "
           f"decode: {decode_s:.2f} s for {len(images)} images; peak RSS: {result['peak_rss_mb']:.0f} MB")
-    if not all(math.isfinite(result[n]["last_loss"]) for n in ("step_only", "end_to_end")):
-        print("warning: the loss is not finite")
+    throughput.warn_if_not_finite(result)
     return result
 
 

@@ -92,6 +92,19 @@ def check_throughput_args(parser, args):
     return args
 
 
+def print_modes(result):
+    """The step-only / end-to-end table (images/s, ms/step, first step) of a throughput result."""
+    print(f"{'mode':<12}{'images/s':>12}{'ms/step':>10}{'first step s':>14}")
+    for name in ("step_only", "end_to_end"):
+        r = result[name]
+        print(f"{name:<12}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.1f}{r['first_step_s']:>14.2f}")
+
+
+def warn_if_not_finite(result):
+    if not all(math.isfinite(result[n]["last_loss"]) for n in ("step_only", "end_to_end")):
+        print("warning: the loss is not finite")
+
+
 def write_output(result, path):
     """Writes `result` as JSON to `path` (its folder made first), if a path is given."""
     if path:
@@ -306,15 +319,11 @@ def main(argv=None):
 
     print(f"\n{args.model} {args.image_size}px batch {args.batch_size}, {args.backend} {args.precision}, "
           f"{args.steps} timed steps after {args.warmup_steps}")
-    print(f"{'mode':<12}{'images/s':>12}{'ms/step':>10}{'first step s':>14}")
-    for name in ("step_only", "end_to_end"):
-        r = result[name]
-        print(f"{name:<12}{r['images_per_s']:>12.1f}{r['ms_per_step']:>10.1f}{r['first_step_s']:>14.2f}")
+    print_modes(result)
     print(f"ratio end_to_end / step_only: {result['ratio']:.3f}; compile (first step): "
           f"{result['compile_s']:.2f} s; decode: {decode_s:.2f} s for {len(images)} images; "
           f"peak RSS: {result['peak_rss_mb']:.0f} MB")
-    if not all(math.isfinite(result[n]["last_loss"]) for n in ("step_only", "end_to_end")):
-        print("warning: the loss is not finite")
+    warn_if_not_finite(result)
     write_output(result, args.output)
     return result
 
