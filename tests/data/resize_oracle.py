@@ -19,5 +19,8 @@ def resize(image, size):
     height, width = size
     rows = _weights(image.shape[0], height)
     cols = _weights(image.shape[1], width)
-    out = np.einsum("ai,ijc,bj->abc", rows, image.astype(np.float64), cols)
+    # Rows, then columns: two small contractions (one three-way einsum
+    # without a contraction order loops over every index at once).
+    out = np.einsum("ai,ijc->ajc", rows, image.astype(np.float64))
+    out = np.einsum("ajc,bj->abc", out, cols)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
