@@ -596,6 +596,11 @@ def main(argv=None):
 
     if "torchvision" in args.references:
         import_torch_first()
+    # Then keras_simclr, before TensorFlow loads: it turns on TensorFlow's
+    # oneDNN kernels as it does for users (keras_simclr/onednn.py), for our
+    # layers and keras-cv's alike.
+    import keras_simclr  # noqa: F401
+
     jpegs = read_jpegs(args.data, args.num_images)
     results = {}
     for name in args.presets:

@@ -108,11 +108,12 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # keras_simclr first: it turns on TensorFlow's oneDNN kernels before
+    # TensorFlow loads, as it does for users (keras_simclr/onednn.py).
+    import keras_simclr as ks  # isort: skip
     import keras
     import numpy as np
     import tensorflow as tf
-
-    import keras_simclr as ks
 
     keras.utils.set_random_seed(0)
     jpegs = read_jpegs(args.data, args.batch_size)

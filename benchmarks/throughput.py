@@ -255,7 +255,10 @@ def environment():
     else:
         import tensorflow as tf
 
+        from keras_simclr.onednn import onednn_enabled
+
         info["tensorflow"] = tf.__version__
+        info["onednn"] = onednn_enabled()
         info["devices"] = [d.name for d in tf.config.list_logical_devices()]
     return info
 

@@ -32,13 +32,15 @@ a k-nearest-neighbour classifier does with them on labelled data.
 import argparse
 import os
 
+# Before Keras: importing keras_simclr turns on TensorFlow's oneDNN CPU kernels
+# (keras_simclr.onednn), which TensorFlow reads once, at import.
+import keras_simclr as ks  # isort: skip
 import keras
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-import keras_simclr as ks
 from keras_simclr import data
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -45,9 +45,11 @@ import argparse
 import json
 import os
 
+# Before Keras: importing keras_simclr turns on TensorFlow's oneDNN CPU kernels
+# (keras_simclr.onednn), which TensorFlow reads once, at import.
+import keras_simclr as ks  # isort: skip
 import keras
 
-import keras_simclr as ks
 from keras_simclr import data
 from keras_simclr.models.distillation_model import DistillationModel
 

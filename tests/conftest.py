@@ -6,6 +6,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before any test module imports Keras: the suite runs with the TensorFlow
+# settings users get from `import keras_simclr` (oneDNN CPU kernels).
+import keras_simclr  # noqa: E402, F401
+
 import numpy as np
 import pytest
 
