@@ -505,3 +505,24 @@ def test_drawn_brightness_on_constant_gray_image(brightness):
     np.testing.assert_allclose(
         out, np.broadcast_to(expected[:, None, None, None], out.shape), atol=1e-5
     )
+
+
+def test_every_order_matches_tf_reference(cifar_images):
+    """One image per permutation of the four operations (24), all applied,
+    against tf.image in that order."""
+    import itertools
+
+    orders = np.array(list(itertools.permutations(range(4))), "int32")
+    images = np.repeat(_colorful(cifar_images)[:1], len(orders), axis=0)
+    n = len(orders)
+    t = {
+        "brightness": np.full(n, 1.3, "float32"),
+        "contrast": np.full(n, 1.6, "float32"),
+        "saturation": np.full(n, 0.4, "float32"),
+        "hue": np.full(n, 0.12, "float32"),
+        "jitter": np.ones(n, bool),
+        "grayscale": np.zeros(n, bool),
+        "order": orders,
+    }
+    out = _np(RandomColorDistortion(random_order=True).transform_images(images, t))
+    np.testing.assert_allclose(out, _tf_reference(images, t, True), atol=2e-4)
