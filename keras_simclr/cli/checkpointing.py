@@ -1,64 +1,188 @@
-"""Epoch checkpoints that a killed run resumes from, and a throughput meter."""
+"""Epoch checkpoints that are never worse than the last good one.
 
-import json
+`EpochCheckpoint` writes `checkpoint.keras` after every epoch and keeps the
+generation before it as `checkpoint.prev.keras`; `load_checkpoint` restores
+the newest readable generation into a freshly built model. `Throughput`
+measures training images per second.
+"""
+
 import os
 import time
 
 import keras
+import numpy as np
 
-CHECKPOINT = "checkpoint.keras"
-STATE = "checkpoint.json"
+from keras_simclr.cli import faults
+from keras_simclr.cli.errors import CLIError
+from keras_simclr.cli.run_folder import CHECKPOINT
+from keras_simclr.cli.run_folder import CHECKPOINT_TMP
+from keras_simclr.cli.run_folder import PREVIOUS
+from keras_simclr.cli.run_folder import checkpoint_files
+
+
+class NonFiniteStateError(FloatingPointError):
+    """A weight, BatchNorm statistic or optimizer variable is NaN or infinite."""
+
+
+def non_finite_variables(model):
+    """Paths of the model's (and its optimizer's) variables holding NaN or inf."""
+    variables = list(model.variables)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    bad = []
+    for variable in variables:
+        value = keras.ops.convert_to_numpy(variable)
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad.append(getattr(variable, "path", variable.name))
+    return bad
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (weights and optimizer state) after every epoch.
 
-    The `.keras` file is written to a temporary name and renamed into place,
-    and `checkpoint.json` (the completed epoch count) is renamed into place
-    after it, so a run killed at any moment leaves the last completed epoch
-    intact. `load_checkpoint` reads it back.
+    Before writing, every variable of the model and its optimizer is checked
+    to be finite; a non-finite one stops training with
+    `NonFiniteStateError` and the checkpoints on disk stay as they were. The
+    model is written to `checkpoint.tmp.keras` (removed again if the write
+    fails, e.g. on a full disk), then the current `checkpoint.keras` becomes
+    `checkpoint.prev.keras` and the new file is renamed into place, so at
+    every moment of a crash the last completed epoch (or the one before it)
+    is complete on disk. Its epoch is the optimizer's step count divided by
+    `steps_per_epoch`.
 
     Args:
-        directory: where `checkpoint.keras` and `checkpoint.json` go.
+        directory: where the checkpoints go.
+        steps_per_epoch: optimizer steps per epoch (names the epoch in
+            errors).
+
+    Example:
+
+    ```python
+    model.fit(data, epochs=100, callbacks=[EpochCheckpoint("runs/x", 195)])
+    ```
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, steps_per_epoch):
         super().__init__()
         self.directory = directory
+        self.steps_per_epoch = steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        path = os.path.join(self.directory, CHECKPOINT)
-        self.model.save(path + ".tmp.keras")
-        os.replace(path + ".tmp.keras", path)
-        state = {
-            "epoch": epoch + 1,
-            "optimizer_iterations": int(
-                keras.ops.convert_to_numpy(self.model.optimizer.iterations)
-            ),
-        }
-        with open(os.path.join(self.directory, STATE + ".tmp"), "w") as f:
-            json.dump(state, f)
-        os.replace(
-            os.path.join(self.directory, STATE + ".tmp"),
-            os.path.join(self.directory, STATE),
-        )
+        bad = non_finite_variables(self.model)
+        if bad:
+            self.model.stop_training = True
+            listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise NonFiniteStateError(
+                f"non-finite values after epoch {epoch + 1} (loss {_loss(logs)}) in "
+                f"{listed}; this epoch was not checkpointed. {last_good(self.directory)}"
+            )
+        save_checkpoint(self.model, self.directory, epoch + 1)
 
 
-def load_checkpoint(directory):
-    """Returns `(model, completed_epochs)` from `directory`, or `None`."""
-    state_path = os.path.join(directory, STATE)
-    if not os.path.exists(state_path):
+def _loss(logs):
+    value = (logs or {}).get("loss")
+    return "unknown" if value is None else f"{float(value):.4g}"
+
+
+def save_checkpoint(model, directory, epoch):
+    """Writes `model` as the new `checkpoint.keras` of `directory`, safely.
+
+    Raises:
+        CLIError: the file could not be written (the partial file is
+            removed and the previous checkpoints are untouched).
+    """
+    path = os.path.join(directory, CHECKPOINT)
+    tmp = os.path.join(directory, CHECKPOINT_TMP)
+    try:
+        model.save(tmp)
+    except OSError as error:
+        _remove(tmp)
+        reason = error.strerror or str(error)
+        raise CLIError(
+            f"cannot write the checkpoint of epoch {epoch} to {tmp}: {reason}; the "
+            f"previous checkpoint is kept. {last_good(directory)}"
+        ) from None
+    faults.maybe_kill("checkpoint_written", epoch)
+    if os.path.exists(path):
+        os.replace(path, os.path.join(directory, PREVIOUS))
+    faults.maybe_kill("checkpoint_rotated", epoch)
+    os.replace(tmp, path)
+
+
+def last_good(directory):
+    """One sentence naming the newest checkpoint on disk, for error messages."""
+    found = checkpoint_files(directory)
+    if not found:
+        return "No checkpoint has been written yet."
+    return f"The last good checkpoint is {found[0]}."
+
+
+def load_checkpoint(model, directory, steps_per_epoch):
+    """Restores the newest checkpoint of `directory` into `model`.
+
+    `model` must be built and compiled as the checkpointed run built it (the
+    schedule may differ: the restored optimizer state goes on under the new
+    one). A missing `checkpoint.keras` beside a present
+    `checkpoint.prev.keras` (a run killed while replacing it) resumes from
+    the previous generation.
+
+    Args:
+        model: the freshly built, compiled model.
+        directory: the run folder.
+        steps_per_epoch: optimizer steps per epoch of the run.
+
+    Returns:
+        the number of completed epochs, or `None` when there is no
+        checkpoint.
+
+    Raises:
+        CLIError: the newest checkpoint cannot be read, does not fit the
+            model, or holds a step count that is not a whole epoch.
+    """
+    found = checkpoint_files(directory)
+    if not found:
         return None
-    with open(state_path) as f:
-        state = json.load(f)
-    model = keras.saving.load_model(os.path.join(directory, CHECKPOINT))
+    path = found[0]
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(path)
+    except Exception as error:  # any failure to read the file is the same to the user
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        if len(found) > 1:
+            way_out = (
+                f"the previous generation {found[1]} may be intact: move it to {path} "
+                "to resume from it, or pass --noresume to start over"
+            )
+        else:
+            way_out = "pass --noresume to start over"
+        raise CLIError(
+            f"cannot restore the checkpoint {path} ({type(error).__name__}: {reason}); "
+            f"{way_out}"
+        ) from None
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-    if iterations != state["optimizer_iterations"]:
-        raise ValueError(
-            f"The checkpoint in {directory} is inconsistent: its optimizer ran "
-            f"{iterations} steps, {STATE} says {state['optimizer_iterations']}."
+    epochs, remainder = divmod(iterations, steps_per_epoch)
+    if remainder:
+        raise CLIError(
+            f"the checkpoint {path} holds {iterations} optimizer steps, not a whole "
+            f"number of epochs of {steps_per_epoch} steps; pass --noresume to start over"
         )
-    return model, int(state["epoch"])
+    non_finite = non_finite_variables(model)
+    if non_finite:
+        raise CLIError(
+            f"the checkpoint {path} holds non-finite values in {', '.join(non_finite[:5])}; "
+            "pass --noresume to start over"
+        )
+    if path.endswith(PREVIOUS):
+        print(f"Resuming from {path}: {CHECKPOINT} was being replaced when the run stopped")
+    return epochs
 
 
 class Throughput(keras.callbacks.Callback):
@@ -91,3 +215,12 @@ class Throughput(keras.callbacks.Callback):
             return 0.0
         steady = self.epoch_seconds[1:] or self.epoch_seconds
         return self.images_per_epoch * len(steady) / sum(steady)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds `learning_rate` (the optimizer's rate at the end of each epoch) to the logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))

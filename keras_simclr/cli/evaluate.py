@@ -10,9 +10,13 @@ top-1/top-5 test accuracy and write them as JSON to `--output` if given.
 """
 
 import json
+import math
 import os
 
 from absl import flags
+
+from keras_simclr.cli.errors import CLIError
+from keras_simclr.cli.errors import run_subcommand
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +37,7 @@ def define_flags():
     flags.DEFINE_bool("augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features.")
     flags.DEFINE_integer("seed", 0, "Seed of the label subset and augmentation.")
     flags.DEFINE_string("output", None, "Write the result as JSON here.")
+    flags.DEFINE_integer("verbose", 1, "2: print the traceback of an error.")
 
 
 def _encoder(config, image_size):
@@ -61,10 +66,21 @@ def run_evaluation(config, mode):
     from keras_simclr.evaluation import linear_evaluation
 
     if bool(config["dataset"]) == bool(config["image_folder"]):
-        raise ValueError(
+        raise CLIError(
             "Give exactly one of --dataset and --image_folder. Received: "
             f"dataset={config['dataset']!r}, image_folder={config['image_folder']!r}"
         )
+    if not 0 < config["label_fraction"] <= 1:
+        raise CLIError(
+            "--label_fraction must be in (0, 1]. Received: "
+            f"label_fraction={config['label_fraction']}"
+        )
+    rate = config["learning_rate"]
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise CLIError(f"--learning_rate must be a finite number > 0. Received: learning_rate={rate}")
+    for name in ("epochs", "batch_size"):
+        if config[name] < 1:
+            raise CLIError(f"--{name} must be positive. Received: {name}={config[name]}")
     train = load_split(config, config["train_split"], None)
     image_size = train.image_size[0]
     test = load_split(config, config["eval_split"], image_size)
@@ -113,10 +129,10 @@ _FLAG_NAMES = (
 
 def _main(mode):
     config = {name: FLAGS[name].value for name in _FLAG_NAMES}
-    try:
-        run_evaluation(config, mode)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"keras-simclr {mode}: {error}")
+    run_subcommand(
+        lambda config: run_evaluation(config, mode), config, FLAGS["verbose"].value,
+        prog=f"keras-simclr {mode}",
+    )
 
 
 def main_linear_eval(argv):

@@ -1,29 +1,54 @@
 """`keras-simclr pretrain`: contrastive pretraining on real data, end to end.
 
 Reads a tfds dataset (`--dataset cifar10`) or an image folder
-(`--image_folder ROOT` holding `ROOT/<split>/<class>/*.jpg`), trains a
-`ContrastiveModel` (`--method simclr`, `simclr_v2`) or a `MoCoModel`
-(`--method moco_v2`), evaluates weighted kNN (k=200, T=0.1, train split as the
-memory bank, eval split as queries) every `--knn_every` epochs and at the end,
-and writes to `--output_dir`:
+(`--image_folder ROOT` holding `ROOT/<split>/<class>/*.jpg`; every image of
+both splits is checked before the first step), trains a `ContrastiveModel`
+(`--method simclr`, `simclr_v2`) or a `MoCoModel` (`--method moco_v2`),
+evaluates weighted kNN (k=200, T=0.1, train split as the memory bank, eval
+split as queries) every `--knn_every` epochs and at the end, and writes to
+`--output_dir`:
 
-    checkpoint.keras, checkpoint.json   the last completed epoch (resume)
-    log.csv, tensorboard/               per-epoch metrics
+    config.json                         the flags and what they resolved to
+    checkpoint.keras                    the last completed epoch (resume) ...
+    checkpoint.prev.keras               ... and the one before it
+    log.csv, tensorboard/               per-epoch metrics and learning rate
     metrics.json                        final kNN accuracy, epochs, images/s
     encoder/                            the exported encoder (SavedModel + .keras)
+    .lock                               held while a run writes the folder
 
 Started again with the same `--output_dir` it resumes from the last completed
-epoch with the same optimizer state and schedule position (`--noresume`
-starts over).
+epoch with the same optimizer state. A larger `--epochs` extends the run (the
+warmup + cosine schedule is planned again for the new total); any other
+change to a flag that alters training is refused before any work, naming old
+and new values (`--noresume` starts over). A finished run started again
+reports its result and changes nothing. Every expected failure prints one
+`error:` line and exits with status 2.
 """
 
 import contextlib
-import json
 import math
 import os
 
 from absl import flags
 from absl import logging
+
+from keras_simclr.cli.errors import CLIError
+from keras_simclr.cli.errors import run_subcommand
+from keras_simclr.cli.run_config import CONFIG_FILE
+from keras_simclr.cli.run_config import merge_resumed_flags
+from keras_simclr.cli.run_config import read_run_config
+from keras_simclr.cli.run_config import write_run_config
+from keras_simclr.cli.run_lock import RunLock
+from keras_simclr.cli.run_lock import describe_holder
+from keras_simclr.cli.run_folder import LOG_FILE
+from keras_simclr.cli.run_folder import METRICS_FILE
+from keras_simclr.cli.run_folder import checkpoint_files
+from keras_simclr.cli.run_folder import finished_result
+from keras_simclr.cli.run_folder import fresh_start
+from keras_simclr.cli.run_folder import log_rows
+from keras_simclr.cli.run_folder import prepare_output_dir
+from keras_simclr.cli.run_folder import truncate_log
+from keras_simclr.cli.run_folder import write_json
 
 FLAGS = flags.FLAGS
 
@@ -71,7 +96,16 @@ def define_flags():
     flags.DEFINE_integer("shuffle_bn_splits", 8, "moco_v2: BatchNorm groups the keys are shuffled into; "
                          "must divide the per-replica batch.")
     flags.DEFINE_string("output_dir", None, "Where checkpoints, logs, metrics and the encoder go.")
-    flags.DEFINE_bool("resume", True, "Continue from the checkpoint in --output_dir if there is one.")
+    flags.DEFINE_bool("resume", True, "Continue the run in --output_dir if it has a checkpoint: "
+                      "only a larger --epochs may differ from the recorded config.json; "
+                      "--noresume starts over.")
+    flags.DEFINE_bool("deterministic", False, "Deterministic kernels, and a data order and "
+                      "augmentations derived from (seed, epoch, step): a run killed and resumed "
+                      "ends with the weights of an uninterrupted one. Holds the training split "
+                      "in memory; slower (TensorFlow turns XLA off).")
+    flags.DEFINE_bool("skip_bad_images", False, "Drop unreadable or truncated images of "
+                      "--image_folder (listed in a warning) instead of stopping with an error "
+                      "that names them.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_bool("mixed_precision", False, "Train with the mixed_bfloat16 policy.")
     flags.DEFINE_integer("knn_every", 1, "Evaluate kNN every N epochs (0: only at the end).")
@@ -79,7 +113,8 @@ def define_flags():
     flags.DEFINE_float("knn_temperature", 0.1, "kNN weighting temperature.")
     flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
     flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
-    flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch.")
+    flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per "
+                         "epoch; 2 also prints the traceback of an error.")
 
 
 METHODS = ("simclr", "simclr_v2", "moco_v2")
@@ -101,8 +136,8 @@ def method_defaults(config):
     return config
 
 
-class PretrainError(ValueError):
-    """Bad flags or data, found before any training."""
+class PretrainError(CLIError, ValueError):
+    """Bad flags, data or run folder, found before or during a run."""
 
 
 def learning_rate_for(base, batch_size, scaling):
@@ -139,18 +174,27 @@ def resolve_input_pipeline(config):
     return choice
 
 
-def load_split(config, split, image_size):
-    """One split from --image_folder or --dataset, at `image_size` (None: native)."""
+def load_split(config, split, image_size, skip_bad_images=False):
+    """One split from --image_folder or --dataset, at `image_size` (None: native).
+
+    An image folder's files are all checked first: a bad image raises
+    `keras_simclr.data.BadImagesError` naming it, or with `skip_bad_images`
+    is dropped with a warning.
+    """
     from keras_simclr import data
 
     if config.get("input_pipeline") == "numpy":
         from keras_simclr.data import numpy_images
 
         return numpy_images.load_numpy_image_folder(
-            config["image_folder"], split, image_size=image_size
+            config["image_folder"], split, image_size=image_size,
+            skip_bad_images=skip_bad_images,
         )
     if config["image_folder"]:
-        return data.load_image_folder(config["image_folder"], split, image_size=image_size)
+        return data.load_image_folder(
+            config["image_folder"], split, image_size=image_size,
+            skip_bad_images=skip_bad_images,
+        )
     return data.load_tfds(
         config["dataset"], split, data_dir=config["tfds_data_dir"], image_size=image_size
     )
@@ -179,12 +223,34 @@ def _validate(config):
     for name in ("batch_size", "epochs"):
         if config[name] < 1:
             raise PretrainError(f"--{name} must be positive. Received: {name}={config[name]}")
+    if config["train_examples"] is not None and config["train_examples"] < 1:
+        raise PretrainError(
+            "--train_examples must be at least 1 (leave it unset for all). "
+            f"Received: train_examples={config['train_examples']}"
+        )
+    if config["width_multiplier"] is not None and not config["width_multiplier"] > 0:
+        raise PretrainError(
+            "--width_multiplier must be > 0 (leave it unset for the model's own). "
+            f"Received: width_multiplier={config['width_multiplier']}"
+        )
+    for name in ("learning_rate", "weight_decay", "warmup_epochs"):
+        value = config[name]
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise PretrainError(
+                f"--{name} must be a finite number >= 0. Received: {name}={value}"
+            )
+    if config["learning_rate"] == 0:
+        raise PretrainError("--learning_rate must be > 0. Received: learning_rate=0.0")
+    if not 0 <= config["momentum"] < 1:
+        raise PretrainError(f"--momentum must be in [0, 1). Received: momentum={config['momentum']}")
     if config["method"] == "moco_v2" and config["queue_size"] < config["batch_size"]:
         raise PretrainError(
             "--queue_size must hold at least one global batch of keys. Received: "
             f"queue_size={config['queue_size']}, batch_size={config['batch_size']}"
         )
-    if config["temperature"] is not None and not config["temperature"] > 0:
+    if config["temperature"] is not None and not (
+        math.isfinite(config["temperature"]) and config["temperature"] > 0
+    ):
         raise PretrainError(
             f"--temperature must be > 0. Received: temperature={config['temperature']}"
         )
@@ -265,23 +331,12 @@ def _build_model(config, image_size, num_classes, steps_per_epoch, sync_batchnor
                    "warmup_steps": warmup_steps, "total_steps": total_steps}
 
 
-def run_pretraining(config):
-    """Runs pretraining from a config dict (the flags, by name). Returns metrics."""
-    import keras
-
+def _load_training_data(config):
+    """`(train, evaluation, train_batches, image_size)`; every image checked first."""
     from keras_simclr import data
-    from keras_simclr.cli.checkpointing import EpochCheckpoint
-    from keras_simclr.cli.checkpointing import load_checkpoint
-    from keras_simclr.cli.checkpointing import Throughput
-    from keras_simclr.evaluation import KNNMonitor
-    from keras_simclr.evaluation import NonFiniteLossGuard
 
-    config = method_defaults(config)
-    _validate(config)
-    config["input_pipeline"] = resolve_input_pipeline(config)
-    numpy_pipeline = config["input_pipeline"] == "numpy"
-    # Data first: every data error surfaces before a model is built.
-    if numpy_pipeline:
+    skip = config["skip_bad_images"]
+    if config["input_pipeline"] == "numpy":
         from keras_simclr.data import numpy_images
 
         # Decode once, at the final (square) size: the first image sets the
@@ -289,29 +344,138 @@ def run_pretraining(config):
         image_size = config["image_size"] or numpy_images.image_folder_size(
             config["image_folder"], config["train_split"]
         )[0]
-        train = load_split(config, config["train_split"], image_size)
+        train = load_split(config, config["train_split"], image_size, skip)
         if config["train_examples"]:
             train = train.take(config["train_examples"])
-        evaluation = load_split(config, config["eval_split"], image_size)
-        # Raises for a batch larger than the data set, before a model is built.
-        train_ds = numpy_images.ShuffledBatches(
-            train.images, train.labels, config["batch_size"], seed=config["seed"]
-        )
     else:
-        train = load_split(config, config["train_split"], config["image_size"])
+        train = load_split(config, config["train_split"], config["image_size"], skip)
         image_size = train.image_size[0]
         if tuple(train.image_size) != (image_size, image_size):
             # Square images for the model; the first image set the height.
-            train = load_split(config, config["train_split"], image_size)
+            train = load_split(config, config["train_split"], image_size, skip)
         if config["train_examples"]:
             train = data.take_examples(train, config["train_examples"])
         train = train.cache()
-        evaluation = load_split(config, config["eval_split"], image_size).cache()
-        # Raises for a batch larger than the data set, before a model is built.
-        train_ds = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
-    steps_per_epoch = train.num_examples // config["batch_size"]
+    evaluation = load_split(config, config["eval_split"], image_size, skip)
+    if config["input_pipeline"] == "tf":
+        evaluation = evaluation.cache()
+    # Raise for a batch larger than the data set, before a model is built.
+    if config["input_pipeline"] == "numpy":
+        batches = data.ShuffledBatches(
+            train.images, train.labels, config["batch_size"], seed=config["seed"]
+        )
+    elif config["deterministic"]:
+        # The order of every epoch derived from (seed, epoch): from memory.
+        images, labels = data.dataset_arrays(train)
+        batches = data.ShuffledBatches(images, labels, config["batch_size"], seed=config["seed"])
+    else:
+        batches = data.pretraining_dataset(train, config["batch_size"], seed=config["seed"])
+    return train, evaluation, batches, image_size
+
+
+def _knn_monitor(config, train, evaluation, batches):
+    from keras_simclr import data
+    from keras_simclr.evaluation import KNNMonitor
+
+    if config["input_pipeline"] == "numpy":
+        knn_data = dict(
+            train_data=(train.images, train.labels),
+            test_data=(evaluation.images, evaluation.labels),
+            batch_size=512,
+        )
+    else:
+        knn_data = dict(
+            train_data=data.evaluation_dataset(train, 512),
+            test_data=data.evaluation_dataset(evaluation, 512),
+        )
+    return KNNMonitor(
+        **knn_data,
+        num_classes=train.num_classes,
+        k=config["knn_k"],
+        temperature=config["knn_temperature"],
+        every_n_epochs=config["knn_every"] or config["epochs"],
+    )
+
+
+def run_pretraining(config):
+    """Runs pretraining from a config dict (the flags, by name). Returns metrics.
+
+    See the module docstring for what goes to `--output_dir` and what a
+    resume may change.
+    """
+    flags = dict(config)
+    _validate(method_defaults(flags))
+    output_dir = flags["output_dir"]
+    prepare_output_dir(output_dir)
+    saved = read_run_config(output_dir) if flags["resume"] else None
+    finished = finished_result(output_dir, flags, saved)
+    if finished is not None:
+        print(
+            f"The run in {output_dir} already finished {finished['epochs']} epochs: "
+            f"kNN accuracy {finished['knn_accuracy']:.4f}. Nothing to do (raise --epochs "
+            "to train on, or pass --noresume to start over)"
+        )
+        return finished
+    try:
+        lock = RunLock(output_dir).acquire()
+    except OSError as error:
+        raise PretrainError(
+            f"cannot write to --output_dir {output_dir}: {error.strerror or error}"
+        ) from None
+    try:
+        if lock.previous_holder:
+            print(
+                f"Took over the lock of a run that stopped without releasing it "
+                f"({describe_holder(lock.previous_holder)})"
+            )
+        return _run_locked(flags, saved)
+    finally:
+        lock.release()
+
+
+def _run_locked(flags, saved):
+    import keras
 
     from keras_simclr import distribute
+    from keras_simclr.cli.checkpointing import EpochCheckpoint
+    from keras_simclr.cli.checkpointing import LearningRateLogger
+    from keras_simclr.cli.checkpointing import NonFiniteStateError
+    from keras_simclr.cli.checkpointing import Throughput
+    from keras_simclr.cli.checkpointing import last_good
+    from keras_simclr.cli.checkpointing import load_checkpoint
+    from keras_simclr.cli.epoch_seeds import EpochSeeds
+    from keras_simclr.cli.epoch_seeds import enable_op_determinism
+    from keras_simclr.cli.faults import FaultInjection
+    from keras_simclr.evaluation import NonFiniteLossError
+    from keras_simclr.evaluation import NonFiniteLossGuard
+
+    output_dir = flags["output_dir"]
+    resuming = flags["resume"] and bool(checkpoint_files(output_dir))
+    if resuming and saved is None:
+        raise PretrainError(
+            f"{output_dir} holds a checkpoint but no {CONFIG_FILE} (it was written by "
+            "an older keras-simclr); pass --noresume to start over"
+        )
+    if resuming:
+        flags = merge_resumed_flags(saved["flags"], flags)
+    config = method_defaults(flags)
+    _validate(config)
+    config["input_pipeline"] = resolve_input_pipeline(config)
+    if config["deterministic"]:
+        enable_op_determinism()
+
+    # Data first: every data error (a bad image in either split included)
+    # surfaces before a model is built or anything is written.
+    train, evaluation, batches, image_size = _load_training_data(config)
+    steps_per_epoch = train.num_examples // config["batch_size"]
+    if resuming:
+        recorded = saved.get("resolved", {}).get("train_examples")
+        if recorded is not None and recorded != train.num_examples:
+            raise PretrainError(
+                f"the training split now has {train.num_examples} images; the run in "
+                f"{output_dir} was started on {recorded}. Restore the data, or pass "
+                "--noresume to start over"
+            )
 
     strategy = distribute.resolve_strategy(tpu=config["tpu"])
     replicas = distribute.replicas_of(strategy)
@@ -328,8 +492,8 @@ def run_pretraining(config):
     if config["mixed_precision"]:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
-    output_dir = config["output_dir"]
-    os.makedirs(output_dir, exist_ok=True)
+    if not resuming:
+        fresh_start(output_dir)
     initial_epoch = 0
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # Global BatchNorm whenever the batch is split over devices.
@@ -337,91 +501,97 @@ def run_pretraining(config):
             config, image_size, train.num_classes, steps_per_epoch,
             sync_batchnorm=replicas > 1,
         )
-        if config["resume"]:
-            restored = load_checkpoint(output_dir)
-            if restored is not None:
-                model, initial_epoch = restored
-                logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
-                print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
-    settings["replicas"] = replicas
-    settings["input_pipeline"] = config["input_pipeline"]
-    if numpy_pipeline:
-        # A resumed run goes on with the epoch orders of an uninterrupted one.
-        train_ds.epoch = initial_epoch
-
-    throughput = Throughput(config["batch_size"] * steps_per_epoch)
-    if numpy_pipeline:
-        knn_data = dict(
-            train_data=(train.images, train.labels),
-            test_data=(evaluation.images, evaluation.labels),
-            batch_size=512,
-        )
-    else:
-        knn_data = dict(
-            train_data=data.evaluation_dataset(train, 512),
-            test_data=data.evaluation_dataset(evaluation, 512),
-        )
-    knn = KNNMonitor(
-        **knn_data,
-        num_classes=train.num_classes,
-        k=config["knn_k"],
-        temperature=config["knn_temperature"],
-        every_n_epochs=config["knn_every"] or config["epochs"],
+        if resuming:
+            model.build((None, image_size, image_size, 3))
+            initial_epoch = load_checkpoint(model, output_dir, steps_per_epoch)
+            logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
+            print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
+    settings.update(
+        replicas=replicas,
+        input_pipeline=config["input_pipeline"],
+        image_size=image_size,
+        train_examples=train.num_examples,
+        steps_per_epoch=steps_per_epoch,
     )
+    write_run_config(output_dir, flags, settings)
+    if isinstance(batches, keras.utils.PyDataset):
+        # A resumed run goes on with the epoch orders of an uninterrupted one.
+        batches.epoch = initial_epoch
+
+    log_path = os.path.join(output_dir, LOG_FILE)
+    truncate_log(log_path, initial_epoch)
+    throughput = Throughput(config["batch_size"] * steps_per_epoch)
+    knn = _knn_monitor(config, train, evaluation, batches)
     callbacks = [
+        FaultInjection(),
         NonFiniteLossGuard(),
         throughput,
+        LearningRateLogger(),
+        # Before kNN: an evaluation failure never loses the epoch.
+        EpochCheckpoint(output_dir, steps_per_epoch),
         knn,
         # CSVLogger fixes its columns at the first epoch: give every epoch a
         # knn_accuracy entry (NaN where kNN was not evaluated).
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: logs.setdefault("knn_accuracy", float("nan"))
         ),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"), append=True),
+        keras.callbacks.CSVLogger(log_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
-        EpochCheckpoint(output_dir),
     ]
-    history = {}
+    if config["deterministic"]:
+        callbacks.insert(0, EpochSeeds())
     if initial_epoch < config["epochs"]:
-        history = model.fit(
-            train_ds,
-            epochs=config["epochs"],
-            initial_epoch=initial_epoch,
-            shuffle=False,  # the input pipeline reshuffles every epoch
-            callbacks=callbacks,
-            verbose=config["verbose"],
-        ).history
+        try:
+            model.fit(
+                batches,
+                epochs=config["epochs"],
+                initial_epoch=initial_epoch,
+                shuffle=False,  # the input pipeline reshuffles every epoch
+                callbacks=callbacks,
+                verbose=config["verbose"],
+            )
+        except NonFiniteLossError as error:
+            raise PretrainError(f"{error} {last_good(output_dir)}") from None
+        except NonFiniteStateError as error:
+            raise PretrainError(str(error)) from None
 
     if config["epochs"] in knn.results:
         final_knn = knn.results[config["epochs"]]
     else:  # resumed after the last epoch had finished
         knn.set_model(model)
         final_knn = knn.evaluate()
-    encoder_dir = os.path.join(output_dir, "encoder")
     from keras_simclr.export import export_encoder
 
-    export_encoder(model, encoder_dir, image_size=image_size)
+    export_encoder(model, os.path.join(output_dir, "encoder"), image_size=image_size)
+    rows = log_rows(log_path)
+    # log.csv numbers epochs from 0; metrics from 1, as --epochs does.
+    knn_per_epoch = {
+        str(int(row["epoch"]) + 1): float(row["knn_accuracy"])
+        for row in rows
+        if row.get("knn_accuracy") not in (None, "", "nan")
+    }
+    knn_per_epoch[str(config["epochs"])] = float(final_knn)
     metrics = {
         "knn_accuracy": float(final_knn),
-        "knn_accuracy_per_epoch": {str(e): float(v) for e, v in knn.results.items()},
-        "loss_per_epoch": [float(v) for v in history.get("loss", [])],
+        "knn_accuracy_per_epoch": knn_per_epoch,
+        "loss_per_epoch": [float(row["loss"]) for row in rows],
+        "learning_rate_per_epoch": [float(row["learning_rate"]) for row in rows],
         "epochs": config["epochs"],
         "initial_epoch": initial_epoch,
         "optimizer_iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
-        "images_per_second": throughput.images_per_second(),
-        "train_examples": train.num_examples,
+        "images_per_second": throughput.images_per_second() or None,
         "batch_size": config["batch_size"],
         "method": config["method"],
         "model": config["model"],
-        "image_size": image_size,
         **settings,
     }
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(os.path.join(output_dir, METRICS_FILE), metrics)
+    ips = metrics["images_per_second"]
     print(
         f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
         f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs; "
-        f"{metrics['images_per_second']:.1f} images/s; outputs in {output_dir}"
+        + (f"{ips:.1f} images/s; " if ips else "")
+        + f"outputs in {output_dir}"
     )
     return metrics
 
@@ -435,13 +605,11 @@ _FLAG_NAMES = {
     "model", "width_multiplier", "image_size", "augmentation", "batch_size", "epochs", "learning_rate",
     "learning_rate_scaling", "temperature", "optimizer", "momentum", "weight_decay",
     "warmup_epochs", "projection_dim", "head_layers", "output_dir", "resume", "seed",
-    "mixed_precision", "knn_every", "knn_k", "knn_temperature", "steps_per_execution", "tpu", "verbose",
+    "mixed_precision", "deterministic", "skip_bad_images", "knn_every", "knn_k", "knn_temperature", "steps_per_execution", "tpu", "verbose",
 }
 
 
 def main(argv):
     del argv
-    try:
-        run_pretraining(config_from_flags())
-    except (PretrainError, FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"keras-simclr pretrain: {error}")
+    config = config_from_flags()
+    run_subcommand(run_pretraining, config, config["verbose"], prog="keras-simclr pretrain")
