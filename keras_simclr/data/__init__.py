@@ -10,6 +10,11 @@ int32 label)` elements plus their count, classes and image size);
 array (`NumpyImages`) and `ShuffledBatches` feeds it to `model.fit` without
 TensorFlow.
 
+Both image-folder loaders check every file of a split before they build
+anything (`find_bad_images`): files that cannot be decoded raise
+`BadImagesError` naming each one, or with `skip_bad_images=True` are left out
+with one `BadImagesWarning`.
+
 The names are imported on first access, so `import keras_simclr.data` (and
 `keras_simclr.data.numpy_images`) does not import TensorFlow; the tf.data
 loaders import it when first used.
@@ -19,6 +24,8 @@ import importlib
 
 # name -> submodule that defines it.
 _EXPORTS = {
+    "BadImagesError": "image_check",
+    "BadImagesWarning": "image_check",
     "DEFAULT_CACHE_LIMIT_BYTES": "dataset_info",
     "DatasetInfo": "dataset_info",
     "NumpyImages": "numpy_images",
@@ -26,7 +33,9 @@ _EXPORTS = {
     "dataset_arrays": "pipelines",
     "dataset_labels": "label_fraction",
     "decode_images": "numpy_images",
+    "check_image": "image_check",
     "evaluation_dataset": "pipelines",
+    "find_bad_images": "image_check",
     "image_folder_size": "numpy_images",
     "labeled_subset": "label_fraction",
     "load_arrays": "array_dataset",
