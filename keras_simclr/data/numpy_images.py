@@ -6,10 +6,12 @@ decoded once with Pillow in a thread pool into one uint8 `(N, H, W, 3)` array;
 `ShuffledBatches`, a `keras.utils.PyDataset`, feeds `model.fit` shuffled,
 full uint8 batches, and the model augments them inside its compiled step.
 
-The folder is read exactly as `keras_simclr.data.load_image_folder` reads it
-(classes from the class folders of every split, the same example order, the
-same resizing rule and errors), so both paths give the same arrays (up to the
-JPEG decoder: Pillow and TensorFlow both use libjpeg-turbo).
+The folder is listed and checked by the same function as
+`keras_simclr.data.load_image_folder` (`list_checked_image_folder`: classes
+from the class folders of every split, the same example order, every file
+checked by `image_check` before anything is decoded), and resized by the same
+rule, so both paths give the same arrays (up to the JPEG decoder: Pillow and
+TensorFlow both use libjpeg-turbo) and the same errors.
 
 This module imports neither TensorFlow nor the TensorFlow-based loaders.
 """
@@ -25,9 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
+from keras_simclr.data.image_check import BadImagesError
+from keras_simclr.data.image_check import check_image
+from keras_simclr.data.image_check import find_bad_images
+from keras_simclr.data.image_check import warn_bad_images
 from keras_simclr.data.image_utils import standardize_image_size
 
-# The extensions `tfds.ImageFolder` reads (case-insensitive).
+# The extensions of the files an image folder's class folders contribute
+# (case-insensitive): those `tfds.ImageFolder` reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -224,12 +231,12 @@ class NumpyImages:
 
 
 def sub_folders(folder):
-    """Sorted names of the sub-folders of `folder` (shared with `load_image_folder`)."""
+    """Sorted names of the sub-folders of `folder`."""
     return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
 
 
 def _image_names(folder):
-    # As tfds.ImageFolder lists them: every entry with an image extension.
+    # Every entry with an image extension, as tfds.ImageFolder lists them.
     return sorted(name for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
 
 
@@ -276,17 +283,10 @@ def no_images_error(split_folder):
     )
 
 
-def _list_image_folder(root, split):
-    """The files of `root/<split>/<class>/*` and their labels, in dataset order.
-
-    The order and labels of `tfds.ImageFolder` (and so of
-    `load_image_folder`): class names from the class folders of every split,
-    sorted; files sorted per class, then shuffled once with
-    `random.Random(split)`.
-
-    Returns:
-        `(paths, labels (N,) int32, class_names, first)`, `first` the first
-        image in sorted class then file order.
+def _sorted_examples(root, split):
+    """`(examples, class_names)`: `examples` the `(path, label)` of every image
+    of `root/<split>/<class>/*`, in sorted class then file order; the classes
+    are those of every split's class folders, sorted.
 
     Raises:
         FileNotFoundError: `root` or `root/split` is not a folder.
@@ -300,48 +300,158 @@ def _list_image_folder(root, split):
     examples = []
     for class_name in sub_folders(split_folder):
         folder = os.path.join(split_folder, class_name)
-        examples.extend((os.path.join(folder, name), class_name) for name in _image_names(folder))
+        label = index[class_name]
+        examples.extend((os.path.join(folder, name), label) for name in _image_names(folder))
     if not examples:
         raise no_images_error(split_folder)
-    first = examples[0][0]  # the first image in sorted class then file order
+    return examples, class_names
+
+
+def _shuffled(examples, split):
+    """`examples` in dataset order: shuffled once with `random.Random(split)`,
+    the order of `tfds.ImageFolder`."""
+    examples = list(examples)
     random.Random(split).shuffle(examples)
+    return examples
+
+
+def _list_image_folder(root, split):
+    """The files of `root/<split>/<class>/*` and their labels, in dataset
+    order, unchecked.
+
+    Class names from the class folders of every split, sorted; files sorted
+    per class, then shuffled once with `random.Random(split)` (the order of
+    `tfds.ImageFolder`).
+
+    Returns:
+        `(paths, labels (N,) int32, class_names, first)`, `first` the first
+        image in sorted class then file order.
+
+    Raises:
+        FileNotFoundError: `root` or `root/split` is not a folder.
+        ValueError: the split holds no images in class folders.
+    """
+    examples, class_names = _sorted_examples(root, split)
+    first = examples[0][0]
+    examples = _shuffled(examples, split)
     paths = [path for path, _ in examples]
-    labels = np.array([index[name] for _, name in examples], np.int32)
+    labels = np.array([label for _, label in examples], np.int32)
+    return paths, labels, class_names, first
+
+
+def list_checked_image_folder(root, split, skip_bad_images=False, num_threads=None):
+    """The files of `root/<split>/<class>/*` and their labels, in dataset
+    order, after checking that every one can be decoded.
+
+    The listing both image-folder loaders (`load_image_folder`, tf.data, and
+    `load_numpy_image_folder`) build on, so they read the same files in the
+    same order. Class names come from the class folders of every split,
+    sorted (a label means the same class in every split, even where a split
+    lacks a class); files are sorted per class, then shuffled once with
+    `random.Random(split)` (the order of `tfds.ImageFolder`), so the first
+    examples mix the classes. Every file is checked with
+    `image_check.find_bad_images`; bad files are left out *after* the
+    shuffle, so the others keep their relative order.
+
+    Args:
+        root: folder holding one sub-folder per split.
+        split: the split's sub-folder, e.g. `"train"`.
+        skip_bad_images: `False`: raise `BadImagesError` if any file cannot
+            be decoded; `True`: leave those files out, with one
+            `BadImagesWarning` that names them.
+        num_threads: checking threads; `None`: one per CPU.
+
+    Returns:
+        `(paths, labels (N,) int32, class_names, first)`: the good files,
+        and `first` the first good image in sorted class then file order
+        (whose size is the loaders' default `image_size`).
+
+    Raises:
+        FileNotFoundError: `root` or `root/split` is not a folder.
+        ValueError: the split holds no images in class folders.
+        BadImagesError: (a `ValueError`) some files cannot be decoded and
+            `skip_bad_images` is `False`, or none can.
+    """
+    examples, class_names = _sorted_examples(root, split)
+    split_folder = os.path.join(os.fspath(root), split)
+    bad = find_bad_images([path for path, _ in examples], num_threads=num_threads)
+    if bad:
+        if not skip_bad_images or len(bad) == len(examples):
+            raise BadImagesError(bad, len(examples), split_folder)
+        warn_bad_images(bad, len(examples), split_folder)
+        bad_paths = {path for path, _ in bad}
+        first = next(path for path, _ in examples if path not in bad_paths)
+        examples = [example for example in _shuffled(examples, split)
+                    if example[0] not in bad_paths]
+    else:
+        first = examples[0][0]
+        examples = _shuffled(examples, split)
+    paths = [path for path, _ in examples]
+    labels = np.array([label for _, label in examples], np.int32)
     return paths, labels, class_names, first
 
 
 def image_folder_size(root, split):
-    """`(H, W)` of a split's first image (first class folder, first file, in
-    sorted order): the size `load_numpy_image_folder` gives by default.
+    """`(H, W)` of a split's first image that can be decoded (in sorted class
+    then file order; normally the first file): the size the image-folder
+    loaders give by default.
 
-    Reads only the image's header. Raises as `load_numpy_image_folder` does.
+    Checks the files in that order (with `image_check.check_image`) only up
+    to the first good one, and reads its size from its header; it leaves the
+    bad files to the loaders to report (or skip).
+
+    Raises:
+        FileNotFoundError: `root` or `root/split` is not a folder.
+        ValueError: the split holds no images in class folders.
+        BadImagesError: no file of the split can be decoded.
     """
-    *_, first = _list_image_folder(root, split)
-    return _image_shape(first)
+    examples, _ = _sorted_examples(root, split)
+    bad = []
+    for path, _ in examples:
+        reason = check_image(path)
+        if reason is None:
+            return _image_shape(path)
+        bad.append((path, reason))
+    raise BadImagesError(bad, len(examples), os.path.join(os.fspath(root), split))
 
 
-def load_numpy_image_folder(root, split, image_size=None, num_threads=None):
+def load_numpy_image_folder(
+    root, split, image_size=None, num_threads=None, skip_bad_images=False
+):
     """Decodes the labelled images of `root/<split>/<class>/*.{jpg,jpeg,png}`.
 
-    The TensorFlow-free counterpart of `load_image_folder`: the same
-    classes, example order, labels, resizing (bilinear, antialiased, only for
-    images not of `image_size`) and errors, but every image is decoded at
-    once, with Pillow in a thread pool, into one uint8 array in host memory.
+    The TensorFlow-free counterpart of `load_image_folder`: the same listing
+    and check (`list_checked_image_folder`), so the same classes, example
+    order, labels, bad-file errors and warnings; the same resizing
+    (bilinear, antialiased, only for images not of `image_size`); but every
+    image is decoded at once, with Pillow in a thread pool, into one uint8
+    array in host memory.
+
+    Every file of the split is checked before any is decoded: a file that
+    cannot be decoded (corrupt, truncated, not an image) raises
+    `BadImagesError`, naming each bad file and why, unless
+    `skip_bad_images=True` leaves them out (with one `BadImagesWarning`).
 
     Args:
         root: folder holding one sub-folder per split.
         split: the split's sub-folder, e.g. `"train"`.
         image_size: `(H, W)` or an int; `None`: the size of the first image
-            (first class folder, first file, in sorted order).
-        num_threads: decoding threads; `None`: one per CPU.
+            that can be decoded (first class folder, first file, in sorted
+            order; `image_folder_size`).
+        num_threads: checking and decoding threads; `None`: one per CPU.
+        skip_bad_images: leave out the files that cannot be decoded (one
+            warning names them) instead of raising; `num_examples` is then
+            that much smaller.
 
     Returns:
         a `NumpyImages`, labels in sorted class-name order.
 
     Raises:
         FileNotFoundError: `root` or `root/split` is not a folder.
-        ValueError: the split holds no images in class folders, an image
-            cannot be decoded, or `image_size` is not a valid size.
+        BadImagesError: (a `ValueError`) some files cannot be decoded and
+            `skip_bad_images` is `False`, or none can.
+        ValueError: the split holds no images in class folders, or
+            `image_size` is not a valid size.
 
     Example:
 
@@ -351,7 +461,9 @@ def load_numpy_image_folder(root, split, image_size=None, num_threads=None):
     ```
     """
     image_size = standardize_image_size(image_size)
-    paths, labels, class_names, first = _list_image_folder(root, split)
+    paths, labels, class_names, first = list_checked_image_folder(
+        root, split, skip_bad_images=skip_bad_images, num_threads=num_threads
+    )
     if image_size is None:
         image_size = _image_shape(first)
     images = decode_images(paths, image_size=image_size, num_threads=num_threads)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_simclr.data.image_check import BadImagesError
 from keras_simclr.data.numpy_images import NumpyImages
 from keras_simclr.data.numpy_images import ShuffledBatches
 from keras_simclr.data.numpy_images import decode_images
@@ -218,8 +219,9 @@ def test_errors_match_the_tf_path(cifar_folder, tmp_path):
     broken = tmp_path / "broken" / "train" / "cat"
     os.makedirs(broken)
     (broken / "a.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="Cannot decode the image"):
-        load_numpy_image_folder(str(tmp_path / "broken"), "train")
+    error, message = messages(str(tmp_path / "broken"), "train")
+    assert issubclass(error, BadImagesError)
+    assert "a.jpg" in message and "cannot identify" in message
 
 
 def test_imports_without_tensorflow():
