@@ -1,6 +1,7 @@
 """Shared helpers of the augmentation layers (not public API)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -22,11 +23,70 @@ def check_images(images, layer_name):
         )
 
 
+# Floats may exceed [0, 1] by this much (rounding) before they are refused.
+UNIT_RANGE_TOLERANCE = 1e-3
+
+
+def image_range_message(what, dtype):
+    """The error text for images outside the accepted range.
+
+    It holds two `{}` placeholders, the received minimum and maximum, and no
+    other braces, so that `str.format` (on concrete values) and
+    `tf.strings.format` (inside a `tf.data` pipeline) fill the same text.
+    """
+    return (
+        "Images enter as uint8 (other integer types in [0, 255]) or as "
+        "floats in [0, 1]; floats are never rescaled or clipped. Divide 0-255 "
+        "float images by 255, or pass them as uint8. "
+        f"Received: {what} with dtype={dtype}, min={{}}, max={{}}"
+    )
+
+
+def image_value_range(dtype):
+    """`(low, high)` accepted for images of `dtype`; None for uint8 (any
+    value is valid, nothing to check)."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "uint8":
+        return None
+    if "int" in dtype:
+        return 0, 255
+    return -UNIT_RANGE_TOLERANCE, 1.0 + UNIT_RANGE_TOLERANCE
+
+
+def check_image_range(images, what="images"):
+    """Raises unless concrete `images` are uint8, integers in [0, 255] or
+    floats in [0, 1] (`UNIT_RANGE_TOLERANCE` allowed for rounding).
+
+    For NumPy arrays and eager tensors, where the values are known: inside
+    a compiled step (XLA drops assertions, JAX cannot branch on values) the
+    check cannot run, so the models and evaluation functions call it where
+    the data enters (`fit`, `extract_features`, ...). uint8 images are not
+    read at all.
+
+    Raises:
+        ValueError: naming `what`, the dtype and the received min and max.
+    """
+    dtype = keras.backend.standardize_dtype(images.dtype)
+    bounds = image_value_range(dtype)
+    if bounds is None or not np.size(images):
+        return
+    values = np.asarray(images)
+    low, high = values.min(), values.max()
+    # `not (...)` also refuses NaN.
+    if not (low >= bounds[0] and high <= bounds[1]):
+        raise ValueError(
+            image_range_message(what, dtype).format(
+                format(float(low), ".4g"), format(float(high), ".4g")
+            )
+        )
+
+
 def to_unit_float(images):
     """Integer images (uint8, 0-255) -> float32 / 255; floats -> float32.
 
-    Float images are assumed to be in [0, 1] already. The one rule every
-    model and evaluation path of the library uses to take images in.
+    Float images are assumed to be in [0, 1] already (`check_image_range`
+    checks that where the data enters). The one rule every model and
+    evaluation path of the library uses to take images in.
     """
     images = ops.convert_to_tensor(images)
     dtype = keras.backend.standardize_dtype(images.dtype)
