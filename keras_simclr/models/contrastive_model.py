@@ -1,6 +1,8 @@
 import keras
+import numpy as np
 from keras import ops
 
+from keras_simclr.augment.image_utils import check_image_range
 from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
@@ -8,6 +10,7 @@ from keras_simclr.losses.nt_xent import _normalize
 from keras_simclr.losses.nt_xent import contrastive_accuracy
 from keras_simclr.losses.nt_xent import nt_xent_loss
 from keras_simclr.losses.nt_xent import validate_temperature
+from keras_simclr.models import input_checks
 from keras_simclr.models.sublayer_config import deserialize_sublayers
 from keras_simclr.models.sublayer_config import serialize_sublayers
 
@@ -32,6 +35,27 @@ def _images_required(received):
     )
 
 
+def _pair_read_as_x_y(augmenter, shapes):
+    if augmenter is None:
+        advice = "map it to ((view_a, view_b),) or ((view_a, view_b), labels)"
+    else:
+        advice = (
+            "this model has an augmenter and draws its own two views of x: "
+            "give it the images alone, or pass augmenter=None and map the "
+            "dataset to ((view_a, view_b),)"
+        )
+    return ValueError(
+        "The dataset yields two image batches, which Keras reads as (x, y): "
+        "the second view would be taken for labels. If it yields "
+        f"(view_a, view_b), {advice}. Received: a dataset of elements with "
+        f"shapes {shapes}"
+    )
+
+
+# Keras's batch size for arrays when `fit` is not given one.
+_KERAS_DEFAULT_BATCH_SIZE = 32
+
+
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class ContrastiveModel(keras.Model):
     """SimCLR: two augmented views, one encoder, a projection head, NT-Xent.
@@ -41,6 +65,14 @@ class ContrastiveModel(keras.Model):
     `(view_a, view_b)` pairs when `augmenter=None` (for pipelines that
     augment in `tf.data`). Labels, when the data carries them as `y`, only
     train the optional online linear probe; they are never a view.
+
+    Images enter as uint8, or as floats in [0, 1]: floats are never
+    rescaled or clipped. The compiled step cannot check values, so `fit`
+    checks its data where it enters and raises a `ValueError` naming what
+    it received for float images above 1, a dataset of `(view_a, view_b)`
+    that Keras would read as `(x, y)`, an explicit `y` without a probe, a
+    batch of 1 image (e.g. the last partial one) and probe labels outside
+    `[0, num_classes)`.
 
     Training runs Keras's own `train_step` (tested on TensorFlow and JAX);
     this class supplies the forward pass (`call`) and the loss
@@ -157,8 +189,14 @@ class ContrastiveModel(keras.Model):
             image_shape = tuple(self.augmenter.compute_output_shape(input_shape))
         return image_shape
 
-    @staticmethod
-    def _check_images(shape, what):
+    # One `{}` placeholder: what was received.
+    _TOO_SMALL_BATCH = (
+        "{name} needs at least 2 images per batch: the other images of the "
+        "batch are the negatives (a batch of 1 trains a step of zero loss). "
+        "Received: {{}}"
+    )
+
+    def _check_images(self, shape, what):
         if len(shape) != 4 or shape[-1] != 3:
             raise ValueError(
                 f"ContrastiveModel expects {what} to be a batch of RGB images "
@@ -166,9 +204,192 @@ class ContrastiveModel(keras.Model):
             )
         if shape[0] is not None and shape[0] < 2:
             raise ValueError(
-                "NT-Xent needs at least 2 images per batch (the other images "
-                f"are the negatives). Received: {what} of shape {tuple(shape)}"
+                self._too_small_batch().format(f"{what} of shape {tuple(shape)}")
             )
+
+    def _too_small_batch(self):
+        return self._TOO_SMALL_BATCH.format(name=type(self).__name__)
+
+    # -- input checks (where the values are concrete) -----------------------
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        """`keras.Model.fit`, after checking the data where it enters.
+
+        The compiled step cannot check values (XLA drops assertions; JAX
+        cannot branch on values), so they are checked here: NumPy arrays and
+        eager tensors directly, a `tf.data.Dataset` by its `element_spec`
+        and, where a value must be read (float images, a batch size unknown
+        before the data runs, probe labels), by an assertion mapped over its
+        batches in tf.data. uint8 batches of a static size are not touched.
+        Other inputs (a `PyDataset`, a generator) go to Keras unchecked.
+        `validation_data` gets the same checks but the batch size.
+
+        Args: as `keras.Model.fit`.
+
+        Returns:
+            the `History` of `keras.Model.fit`.
+
+        Raises:
+            ValueError: `y` is given and the model has no online probe
+                (`num_classes=None`; labels inside a dataset are fine);
+                float images outside [0, 1] (or integer ones outside
+                [0, 255]); a dataset yielding two image batches
+                (`(view_a, view_b)` read as `(x, y)`); a batch of fewer
+                than 2 images (e.g. a last partial batch of 1); labels
+                outside `[0, num_classes)`.
+        """
+        if y is not None and self.probe is None:
+            raise ValueError(
+                f"{type(self).__name__} has no online probe (num_classes=None), "
+                "so `y` would not be used: labels only train the probe, they "
+                "are never a view. Pass num_classes=... to train a probe, or "
+                "leave y out. Received: y of type "
+                f"{type(y).__name__} and shape {getattr(y, 'shape', None)}"
+            )
+        x = self._checked_data(
+            x, y, batch_size, validation_split, training=True, what="x"
+        )
+        if validation_data is not None:
+            validation_data = self._checked_validation_data(validation_data)
+        with input_checks.raise_input_errors():
+            return super().fit(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size,
+                validation_freq=validation_freq,
+            )
+
+    def _checked_validation_data(self, data):
+        if input_checks.is_tf_dataset(data):
+            return self._checked_data(
+                data, None, None, 0.0, training=False, what="validation x"
+            )
+        if isinstance(data, (list, tuple)) and 1 <= len(data) <= 3:
+            val_x, val_y = data[0], data[1] if len(data) > 1 else None
+            self._checked_data(
+                val_x, val_y, None, 0.0, training=False, what="validation x"
+            )
+        return data
+
+    def _array_views(self, x, what):
+        """`[(name, images)]` of array inputs; [] if x is not arrays (then
+        `build`/`call` say what is wrong with it)."""
+        if self.augmenter is not None:
+            return [(what, x)] if input_checks.is_array(x) else []
+        if (
+            isinstance(x, (list, tuple))
+            and len(x) == 2
+            and all(input_checks.is_array(v) for v in x)
+        ):
+            return [("view_a", x[0]), ("view_b", x[1])]
+        return []
+
+    def _checked_data(self, x, y, batch_size, validation_split, training, what):
+        """Checks `x` (and `y`); returns `x`, a checked copy for a dataset."""
+        if input_checks.is_tf_dataset(x):
+            return self._checked_dataset(x, training, what)
+        views = self._array_views(x, what)
+        for name, images in views:
+            check_image_range(images, name)
+        if views and training:
+            count = int(views[0][1].shape[0])
+            if validation_split:
+                # As Keras splits the arrays.
+                count = int(np.floor(count * (1.0 - validation_split)))
+            size = _KERAS_DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+            if size < 2 or count % size == 1:
+                raise ValueError(
+                    self._too_small_batch().format(
+                        f"{count} training images with batch_size={size}, "
+                        "which leaves a batch of 1 image"
+                    )
+                )
+        if y is not None and self.probe is not None:
+            input_checks.check_labels(y, self.num_classes, "y")
+        return x
+
+    def _checked_dataset(self, dataset, training, what):
+        spec = dataset.element_spec
+        if isinstance(spec, dict):
+            return dataset
+        x_spec, y_spec = input_checks.split_element(spec)
+        y_shape = input_checks.spec_shape(y_spec)
+        if y_shape is not None and len(y_shape) >= 3:
+            raise _pair_read_as_x_y(
+                self.augmenter, input_checks.element_shapes(spec)
+            )
+        if self.augmenter is not None:
+            names, view_specs = [what], [x_spec]
+        else:
+            names = ["view_a", "view_b"]
+            view_specs = list(x_spec) if isinstance(x_spec, tuple) else []
+        if len(view_specs) != len(names) or not all(
+            input_checks.spec_shape(s) for s in view_specs
+        ):
+            return dataset  # not images: `build` says what is wrong
+        check_range = [input_checks.needs_range_check(s.dtype) for s in view_specs]
+        batch = input_checks.spec_shape(view_specs[0])[0]
+        if training and batch is not None and batch < 2:
+            raise ValueError(
+                self._too_small_batch().format(
+                    f"a dataset of batches of shape {input_checks.element_shapes(spec)}"
+                )
+            )
+        check_batch = training and batch is None
+        check_labels = self.probe is not None and y_spec is not None
+        if not (any(check_range) or check_batch or check_labels):
+            return dataset  # e.g. uint8 batches of a static size, no probe
+        num_classes = self.num_classes
+        too_small = self._too_small_batch().format(
+            "a batch of {} image(s) from the dataset (batch it with "
+            "drop_remainder=True to drop a last partial batch)"
+        )
+
+        def assertions(element):
+            x, y = input_checks.split_element(element)
+            views = [x] if self.augmenter is not None else list(x)
+            checks = [
+                input_checks.image_range_assertion(images, name)
+                for images, name, needed in zip(views, names, check_range)
+                if needed
+            ]
+            if check_batch:
+                checks.append(input_checks.batch_size_assertion(views[0], 2, too_small))
+            if check_labels:
+                checks.append(input_checks.label_range_assertion(y, num_classes, "y"))
+            return checks
+
+        return input_checks.map_checks(dataset, assertions)
 
     def _views(self, inputs):
         """Returns the 2N views, view a of every image first."""

@@ -127,6 +127,13 @@ class MoCoModel(ContrastiveModel):
           (MoCo v2), 2020.
     """
 
+    # One `{}` placeholder: what was received (see `ContrastiveModel.fit`).
+    _TOO_SMALL_BATCH = (
+        "{name} needs at least 2 images per batch: the encoders' BatchNorm "
+        "normalizes each feature over the batch, which maps a single image "
+        "to constants. Received: {{}}"
+    )
+
     def __init__(
         self,
         encoder,

@@ -179,3 +179,123 @@ def test_mixed_bfloat16_loss_matches_float32():
     np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
     np.testing.assert_allclose(history.history["loss"][0], loss32, rtol=2e-2)
     assert np.isfinite(history.history["loss"][0])
+
+
+# ## Inputs checked where they enter `fit` (the compiled step cannot check values)
+
+TINY = 16
+
+
+def _tiny_model(augmenter=True, num_classes=None):
+    """A conv encoder on 16 px images: fits in a second or two."""
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [
+            keras.Input((TINY, TINY, 3)),
+            keras.layers.Conv2D(4, 3, strides=2),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    model = ContrastiveModel(
+        encoder,
+        ProjectionHead(output_dim=8),
+        augmenter=SimCLRAugmentation(TINY, preset="cifar", seed=0) if augmenter else None,
+        num_classes=num_classes,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01))
+    return model
+
+
+def _tiny_images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, TINY, TINY, 3)).astype("uint8")
+
+
+def test_fit_refuses_float_images_in_0_255():
+    import tensorflow as tf
+
+    floats = _tiny_images(16).astype("float32")
+    floats[0, 0, 0, 0] = 255.0
+    match = r"Divide 0-255 float images by 255, or pass them as uint8.*dtype=float32.*max=255"
+    with pytest.raises(ValueError, match=match):
+        _tiny_model().fit(floats, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        _tiny_model().fit(tf.data.Dataset.from_tensor_slices(floats).batch(8), verbose=0)
+    # Ready views without an augmenter, named by the view.
+    views = (floats / 255.0, floats)
+    with pytest.raises(ValueError, match=r"view_b with dtype=float32, min=0, max=255"):
+        _tiny_model(augmenter=False).fit(views, batch_size=8, verbose=0)
+    # The same images in [0, 1] train.
+    history = _tiny_model().fit(floats / 255.0, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_fit_refuses_a_dataset_of_view_pairs_with_an_augmenter():
+    import tensorflow as tf
+
+    views = _tiny_images(16).astype("float32") / 255.0
+    pairs = tf.data.Dataset.from_tensor_slices((views, views)).batch(8)
+    shapes = r"\(\(None, 16, 16, 3\), \(None, 16, 16, 3\)\)"
+    with pytest.raises(ValueError, match=f"augmenter=None.*Received: .*{shapes}"):
+        _tiny_model().fit(pairs, verbose=0)
+    # Without an augmenter Keras would read them as (x, y) too.
+    with pytest.raises(ValueError, match=rf"\(\(view_a, view_b\),\).*{shapes}"):
+        _tiny_model(augmenter=False).fit(pairs, verbose=0)
+
+
+def test_fit_refuses_an_explicit_y_without_a_probe():
+    import tensorflow as tf
+
+    images, labels = _tiny_images(16), np.arange(16) % 3
+    with pytest.raises(ValueError, match=r"num_classes=None.*Received: y of type ndarray and shape \(16,\)"):
+        _tiny_model().fit(images, labels, batch_size=8, verbose=0)
+    # Labels riding along in a dataset (as pretraining_dataset yields them) are fine.
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8, drop_remainder=True)
+    history = _tiny_model().fit(data, verbose=0)
+    assert "probe_accuracy" not in history.history
+
+
+def test_fit_refuses_a_last_batch_of_one_image():
+    import tensorflow as tf
+
+    images = _tiny_images(17)
+    with pytest.raises(ValueError, match=r"at least 2 images.*17 training images with batch_size=8"):
+        _tiny_model().fit(images, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=r"at least 2 images.*batch_size=1"):
+        _tiny_model().fit(images[:16], batch_size=1, verbose=0)
+    # An unbatched remainder in tf.data: the size is known only as it runs.
+    data = tf.data.Dataset.from_tensor_slices(images).batch(8)
+    with pytest.raises(ValueError, match=r"at least 2 images.*a batch of 1 image"):
+        _tiny_model().fit(data, verbose=0)
+    # A last batch of 2 trains.
+    history = _tiny_model().fit(_tiny_images(18), batch_size=8, verbose=0)
+    assert history.history["loss"][0] > 0
+
+
+def test_probe_labels_outside_num_classes_are_refused():
+    import tensorflow as tf
+
+    images = _tiny_images(16)
+    labels = np.arange(16) % 3
+    labels[[2, 5]] = [7, 3]
+    match = r"y values \[3 7\] outside \[0, 3\), num_classes=3"
+    with pytest.raises(ValueError, match=match):
+        _tiny_model(num_classes=3).fit(images, labels, batch_size=8, verbose=0)
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    with pytest.raises(ValueError, match=match):
+        _tiny_model(num_classes=3).fit(data, verbose=0)
+    with pytest.raises(ValueError, match=r"y values \[-1\]"):
+        _tiny_model(num_classes=3).fit(images, -np.ones(16, "int32"), batch_size=8, verbose=0)
+
+
+def test_uint8_datasets_of_a_static_batch_size_are_not_mapped():
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices(_tiny_images(16)).batch(8, drop_remainder=True)
+    model = _tiny_model()
+    assert model._checked_data(data, None, None, 0.0, training=True, what="x") is data
+    # With a probe the labels must be read: the dataset is mapped.
+    labelled = tf.data.Dataset.from_tensor_slices((_tiny_images(16), np.zeros(16, "int32")))
+    labelled = labelled.batch(8, drop_remainder=True)
+    probed = _tiny_model(num_classes=3)
+    assert probed._checked_data(labelled, None, None, 0.0, training=True, what="x") is not labelled

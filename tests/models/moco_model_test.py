@@ -381,3 +381,16 @@ def test_two_replicas_enqueue_the_global_batch_in_replica_order():
     assert result["pointer"] == 16
     assert result["queue_error"] < 1e-4
     assert result["rest_unchanged"]
+
+
+def test_fit_checks_its_inputs_as_contrastive_model_does():
+    # MoCoModel inherits ContrastiveModel.fit: float views in [0, 255] ...
+    view_q, view_k = _pair(8)
+    model = _model()
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    with pytest.raises(ValueError, match=r"by 255.*view_a with dtype=float32, min=0.*max=2"):
+        model.fit((view_q * 255, view_k), batch_size=8, verbose=0)
+    # ... and a last batch of 1 pair, with MoCo's own reason.
+    view_q, view_k = _pair(9)
+    with pytest.raises(ValueError, match=r"MoCoModel needs at least 2 images.*BatchNorm.*9 training images with batch_size=8"):
+        model.fit((view_q, view_k), batch_size=8, verbose=0)
