@@ -10,6 +10,7 @@ from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.losses.nt_xent import float_or_nan
 from keras_simclr.losses.nt_xent import validate_temperature
+from keras_simclr.models import input_checks
 from keras_simclr.models.sublayer_config import deserialize_sublayers
 from keras_simclr.models.sublayer_config import serialize_sublayers
 
@@ -67,7 +68,8 @@ class DistillationModel(keras.Model):
     The teacher is a classifier (images to logits), typically the encoder
     fine-tuned on the labelled fraction (`keras_simclr.evaluation.fine_tune`);
     the student is a trainable classifier of the same or a smaller
-    architecture. `fit(x)` takes unlabelled images: the optional
+    architecture. `fit(x)` takes unlabelled images (uint8, or floats in
+    [0, 1]; `fit` refuses floats above 1 rather than clip them): the optional
     `augmenter` draws one random view of each image, the teacher labels that
     view with `softmax(teacher_logits / temperature)` (BatchNorm in
     inference mode, no gradient), and the student learns those soft labels
@@ -221,6 +223,67 @@ class DistillationModel(keras.Model):
                 f"classes. Received: teacher logits of shape {teacher_shape} "
                 f"(num_classes={teacher_shape[-1]}), student logits of shape "
                 f"{student_shape} (num_classes={student_shape[-1]})"
+            )
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        """`keras.Model.fit`, after checking the images where they enter.
+
+        The compiled step cannot check values, so the images of `x` and
+        `validation_data` are checked here: arrays directly, a
+        `tf.data.Dataset` of float images by an assertion mapped over its
+        batches in tf.data (uint8 datasets are not touched). Other inputs go
+        to Keras unchecked.
+
+        Args: as `keras.Model.fit`.
+
+        Returns:
+            the `History` of `keras.Model.fit`.
+
+        Raises:
+            ValueError: float images outside [0, 1] (or integer ones
+                outside [0, 255]).
+        """
+        x = input_checks.checked_images(x, "x")
+        if validation_data is not None:
+            validation_data = input_checks.checked_images(
+                validation_data, "validation x"
+            )
+        with input_checks.raise_input_errors():
+            return super().fit(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size,
+                validation_freq=validation_freq,
             )
 
     # -- forward ------------------------------------------------------------

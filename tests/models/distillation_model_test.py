@@ -349,3 +349,22 @@ print("PREDICT", np.abs(model.predict(images, verbose=0) - np.asarray(student(fl
     got, expected = (float(v) for v in out.split("EVAL")[1].split("\n")[0].split())
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert float(out.split("PREDICT")[1].split()[0]) < 1e-5
+
+
+def test_fit_refuses_float_images_in_0_255():
+    import tensorflow as tf
+
+    model = DistillationModel(_classifier(0), _classifier(1))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+    floats = _images(16).astype("float32")
+    floats[3, 1, 1, 1] = 255.0
+    match = r"Divide 0-255 float images by 255, or pass them as uint8.*x with dtype=float32.*max=255"
+    with pytest.raises(ValueError, match=match):
+        model.fit(floats, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.fit(tf.data.Dataset.from_tensor_slices(floats).batch(8), verbose=0)
+    with pytest.raises(ValueError, match=r"validation x with dtype=float32.*max=255"):
+        model.fit(_images(16), batch_size=8, validation_data=(floats,), verbose=0)
+    # uint8 and [0, 1] floats train.
+    model.fit(floats / 255.0, batch_size=8, verbose=0)
+    model.fit(tf.data.Dataset.from_tensor_slices(_images(16)).batch(8), verbose=0)
