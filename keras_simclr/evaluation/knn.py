@@ -5,12 +5,12 @@ imports without TensorFlow. TensorFlow is touched only when the caller passes
 a `tf.data.Dataset` (it is then already imported).
 """
 
-import sys
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
+
+from keras_simclr.augment.image_utils import check_image_range
+from keras_simclr.models import input_checks
 
 
 def resolve_encoder(model_or_encoder, caller="extract_features"):
@@ -31,13 +31,7 @@ def resolve_encoder(model_or_encoder, caller="extract_features"):
     )
 
 
-def _is_tf_dataset(data):
-    # A tf.data.Dataset can only exist if TensorFlow was imported already.
-    if "tensorflow" not in sys.modules:
-        return False
-    import tensorflow as tf
-
-    return isinstance(data, tf.data.Dataset)
+_is_tf_dataset = input_checks.is_tf_dataset
 
 
 def _is_image_array(x):
@@ -109,20 +103,12 @@ def iterate_batches(data, batch_size):
         yield np.asarray(images), None if labels is None else np.asarray(labels)
 
 
-def _to_unit_float(images, warned):
-    if images.dtype == np.uint8:
+def _to_unit_float(images, what):
+    """uint8 -> float32 / 255 (any integer type); floats in [0, 1] as they are."""
+    check_image_range(images, what)
+    if np.issubdtype(images.dtype, np.integer):
         return images.astype("float32") / 255.0
-    images = images.astype("float32", copy=False)
-    if not warned[0] and images.size and float(images.max()) > 1.0 + 1e-3:
-        warned[0] = True
-        warnings.warn(
-            "extract_features expects uint8 images or float images in [0, 1]; "
-            f"received floats up to {float(images.max()):.4g}. Divide 0-255 "
-            "float images by 255.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return images
+    return images.astype("float32", copy=False)
 
 
 def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
@@ -136,13 +122,19 @@ def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
         images_or_dataset: images `(N, H, W, 3)`; or `(images, labels)`
             arrays; or a `tf.data.Dataset` (batched or not) / iterable of
             `(images, labels)` or image batches. uint8 images are scaled to
-            [0, 1]; float images are used as they are (a warning is raised
-            once if they exceed 1).
+            [0, 1]; float images must be in [0, 1] already and are used as
+            they are (never rescaled or clipped).
         batch_size: batch size for arrays and unbatched datasets.
 
     Returns:
         `features`, float32 `(N, F)`, when the data has no labels;
         `(features, labels)`, with labels `(N,)`, when it has.
+
+    Raises:
+        ValueError: float images outside [0, 1] (or integer ones outside
+            [0, 255]), naming their dtype and range; images that are not
+            `(batch, H, W, C)`; an encoder output that is not `(batch, F)`;
+            a mix of labelled and unlabelled batches; no images.
 
     Example:
 
@@ -151,11 +143,15 @@ def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
     features = extract_features(model.encoder, x_test)
     ```
     """
+    return _extract_features(model_or_encoder, images_or_dataset, batch_size)
+
+
+def _extract_features(model_or_encoder, images_or_dataset, batch_size, what="images"):
+    """`extract_features`, its errors naming the images `what`."""
     encoder = resolve_encoder(model_or_encoder)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     features, labels, has_labels = [], [], None
-    warned = [False]
     for images, batch_labels in iterate_batches(images_or_dataset, int(batch_size)):
         if has_labels is None:
             has_labels = batch_labels is not None
@@ -172,7 +168,7 @@ def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
         if len(images) == 0:
             continue
         output = np.asarray(
-            encoder.predict_on_batch(_to_unit_float(images, warned))
+            encoder.predict_on_batch(_to_unit_float(images, what))
         ).astype("float32")
         if output.ndim != 2:
             raise ValueError(
@@ -191,6 +187,26 @@ def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
     if has_labels:
         return features, np.concatenate(labels)
     return features
+
+
+def check_labelled_arrays(data, num_classes, name):
+    """Checks the images and labels of `(images, labels)` arrays now.
+
+    Anything else (a dataset, an iterable) is left to the checks made as
+    its batches are read.
+
+    Raises:
+        ValueError: as `check_image_range` and `check_labels`, naming
+            `name`.
+    """
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and input_checks.is_array(data[0])
+        and input_checks.is_array(data[1])
+    ):
+        check_image_range(data[0], f"{name} images")
+        input_checks.check_labels(data[1], num_classes, f"{name} labels")
 
 
 def _l2_normalize(x):
@@ -230,6 +246,12 @@ def weighted_knn_predict(
             SimCLR/MoCo CIFAR kNN monitors: 0.1).
         batch_size: queries per chunk.
         return_scores: also return the class scores.
+
+    Raises:
+        ValueError: features that are not 2-D or of different widths;
+            `train_labels` not one per training feature or outside
+            `[0, num_classes)` (the error lists the bad values); `k`,
+            `temperature` or `batch_size` out of range.
 
     Returns:
         int32 predictions `(Q,)`; with `return_scores=True`, the pair
@@ -273,11 +295,7 @@ def weighted_knn_predict(
     num_classes = int(num_classes)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1. Received: num_classes={num_classes}")
-    if num_train and (train_labels.min() < 0 or train_labels.max() >= num_classes):
-        raise ValueError(
-            f"train_labels must lie in [0, {num_classes}). Received: labels from "
-            f"{train_labels.min()} to {train_labels.max()}"
-        )
+    input_checks.check_labels(train_labels, num_classes, "train_labels")
     if not 1 <= int(k) <= num_train:
         raise ValueError(
             f"k must be between 1 and the number of training features "
@@ -339,6 +357,10 @@ def knn_accuracy(
     Returns:
         a Python float in [0, 1].
 
+    Raises:
+        ValueError: as `weighted_knn_predict`, and `query_labels` not one
+            per query or outside `[0, num_classes)`.
+
     Example:
 
     ```python
@@ -351,6 +373,7 @@ def knn_accuracy(
             "query_labels must hold one label per query. Received: "
             f"{len(query_labels)} labels for {len(query_features)} queries"
         )
+    input_checks.check_labels(query_labels, int(num_classes), "query_labels")
     predictions = weighted_knn_predict(
         train_features,
         train_labels,
@@ -380,7 +403,8 @@ def evaluate_knn(
     Args:
         model_or_encoder: the encoder, or a model with `.encoder`.
         train_data: the labelled memory bank: `(images, labels)` arrays or a
-            `tf.data.Dataset` of `(images, labels)` batches.
+            `tf.data.Dataset` of `(images, labels)` batches; uint8 images or
+            floats in [0, 1].
         test_data: the labelled queries, in the same forms.
         num_classes, k, temperature: as in `weighted_knn_predict`.
         batch_size: batch size of feature extraction for arrays.
@@ -388,20 +412,34 @@ def evaluate_knn(
     Returns:
         a Python float in [0, 1].
 
+    Raises:
+        ValueError: float images outside [0, 1] (as `extract_features`);
+            labels outside `[0, num_classes)`, naming the bad values (arrays
+            are checked before any feature is extracted); data without
+            labels.
+
     Example:
 
     ```python
     accuracy = evaluate_knn(model, (x_train, y_train), (x_test, y_test), 10)
     ```
     """
-    train = extract_features(model_or_encoder, train_data, batch_size)
-    test = extract_features(model_or_encoder, test_data, batch_size)
+    num_classes = int(num_classes)
+    check_labelled_arrays(train_data, num_classes, "train_data")
+    check_labelled_arrays(test_data, num_classes, "test_data")
+    train = _extract_features(
+        model_or_encoder, train_data, batch_size, "train_data images"
+    )
+    test = _extract_features(model_or_encoder, test_data, batch_size, "test_data images")
     if not (isinstance(train, tuple) and isinstance(test, tuple)):
         raise ValueError(
             "evaluate_knn needs labelled data: (images, labels) arrays or a "
             "dataset of (images, labels) batches. Received: images without labels"
         )
     (train_features, train_labels), (test_features, test_labels) = train, test
+    # Labels of datasets are known only now.
+    input_checks.check_labels(train_labels, num_classes, "train_data labels")
+    input_checks.check_labels(test_labels, num_classes, "test_data labels")
     return knn_accuracy(
         train_features,
         train_labels,

@@ -1,5 +1,6 @@
 import keras
 
+from keras_simclr.evaluation.knn import check_labelled_arrays
 from keras_simclr.evaluation.knn import evaluate_knn
 
 
@@ -36,6 +37,12 @@ class KNNMonitor(keras.callbacks.Callback):
         encoder: the `keras.Model` to evaluate; `None` uses
             `self.model.encoder` (e.g. `ContrastiveModel.encoder`).
         batch_size: batch size of feature extraction for arrays.
+
+    Raises:
+        ValueError: an argument out of range; for `(images, labels)` arrays,
+            already here, before training: float images outside [0, 1] or
+            labels outside `[0, num_classes)` (a dataset's values are
+            checked as they are read, at the first evaluation).
 
     Example:
 
@@ -78,6 +85,9 @@ class KNNMonitor(keras.callbacks.Callback):
                 "encoder must be a keras.Model or None (to use model.encoder). "
                 f"Received: encoder of type {type(encoder).__name__}"
             )
+        # Arrays fail now rather than after the first epochs of training.
+        check_labelled_arrays(train_data, int(num_classes), "train_data")
+        check_labelled_arrays(test_data, int(num_classes), "test_data")
         self.train_data = train_data
         self.test_data = test_data
         self.num_classes = int(num_classes)

@@ -9,11 +9,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_simclr.augment.image_utils import check_image_range
 from keras_simclr.augment.image_utils import to_unit_float
+from keras_simclr.evaluation.knn import _extract_features
 from keras_simclr.evaluation.knn import _is_tf_dataset
 from keras_simclr.evaluation.knn import _split_element
-from keras_simclr.evaluation.knn import extract_features
+from keras_simclr.evaluation.knn import check_labelled_arrays
 from keras_simclr.evaluation.knn import resolve_encoder
+from keras_simclr.models import input_checks
 from keras_simclr.models.sublayer_config import deserialize_sublayers
 from keras_simclr.models.sublayer_config import serialize_sublayers
 
@@ -223,6 +226,20 @@ def _dataset_steps(dataset):
     return sum(1 for _ in dataset)
 
 
+def _labelled_features(encoder, data, batch_size, num_classes, name):
+    """Features and labels of `data`, its images and labels checked."""
+    features, labels = _extract_features(encoder, data, batch_size, f"{name} images")
+    return features, input_checks.check_labels(labels, num_classes, f"{name} labels")
+
+
+def _checked_train_input(train_data, num_classes):
+    """A training dataset mapped through the image and label checks (run in
+    tf.data, as `fit` reads it inside `raise_input_errors`)."""
+    return input_checks.checked_images(
+        train_data, "train_data images", num_classes, "train_data labels"
+    )
+
+
 def _top_k_accuracy(logits, labels, k):
     k = min(k, logits.shape[1])
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
@@ -320,6 +337,12 @@ def linear_evaluation(
         seed: seed of the augmentation and of the classifier's initializer.
         verbose: verbosity of `fit`.
 
+    Raises:
+        ValueError: an argument out of range; float images outside [0, 1]
+            (integer ones outside [0, 255]) or labels outside
+            `[0, num_classes)`, naming what was received (arrays are checked
+            before training, datasets as they are read).
+
     Returns:
         dict with `"top1"` and `"top5"` test accuracy (Python floats; top-5
         is 1.0 when `num_classes <= 5`), `"classifier"` (a `keras.Model`
@@ -355,12 +378,18 @@ def linear_evaluation(
     epochs, batch_size = int(epochs), int(batch_size)
     train_arrays = _as_labelled_arrays(train_data, "train_data")
     _as_labelled_arrays(test_data, "test_data")
+    check_labelled_arrays(train_data, num_classes, "train_data")
+    check_labelled_arrays(test_data, num_classes, "test_data")
 
-    test_features, test_labels = extract_features(encoder, test_data, batch_size)
+    test_features, test_labels = _labelled_features(
+        encoder, test_data, batch_size, num_classes, "test_data"
+    )
     feature_dim = test_features.shape[1]
     train_features = train_labels = None
     if standardize_features or not augment:
-        train_features, train_labels = extract_features(encoder, train_data, batch_size)
+        train_features, train_labels = _labelled_features(
+            encoder, train_data, batch_size, num_classes, "train_data"
+        )
     linear = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
@@ -389,6 +418,8 @@ def linear_evaluation(
         else:
             image_shape, dtype = _image_input(train_data)
             steps_per_epoch = _dataset_steps(train_data)
+            if train_features is None:  # not read yet: checked as fit reads it
+                train_data = _checked_train_input(train_data, num_classes)
             fit_args = dict(x=train_data, shuffle=False)  # shuffled by the caller
         if len(image_shape) != 3:
             raise ValueError(
@@ -418,7 +449,8 @@ def linear_evaluation(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        history = model.fit(epochs=epochs, verbose=verbose, **fit_args)
+        with input_checks.raise_input_errors():
+            history = model.fit(epochs=epochs, verbose=verbose, **fit_args)
 
     if standardize_features:
         classifier = _folded_classifier(standardize, linear, feature_dim)
@@ -493,7 +525,7 @@ class _FineTuneModel(keras.Model):
         return cls(**deserialize_sublayers(config, cls._SUBLAYERS))
 
 
-def _predict_logits(model, data, batch_size):
+def _predict_logits(model, data, batch_size, num_classes):
     from keras_simclr.evaluation.knn import iterate_batches
 
     logits, labels = [], []
@@ -503,9 +535,12 @@ def _predict_logits(model, data, batch_size):
                 "test_data must carry labels: (images, labels) arrays or a "
                 "dataset of (images, labels) batches. Received: images only"
             )
+        check_image_range(images, "test_data images")
         logits.append(np.asarray(model.predict_on_batch(images), "float32"))
         labels.append(np.asarray(batch_labels).reshape(-1))
-    return np.concatenate(logits), np.concatenate(labels)
+    labels = np.concatenate(labels)
+    input_checks.check_labels(labels, num_classes, "test_data labels")
+    return np.concatenate(logits), labels
 
 
 def fine_tune(
@@ -547,6 +582,12 @@ def fine_tune(
         epochs, batch_size, learning_rate, optimizer, momentum,
         weight_decay, padding, seed, verbose: as in `linear_evaluation`.
 
+    Raises:
+        ValueError: an argument out of range; float images outside [0, 1]
+            (integer ones outside [0, 255]) or labels outside
+            `[0, num_classes)`, naming what was received (arrays are checked
+            before training, datasets as they are read).
+
     Returns:
         dict with `"top1"`, `"top5"` (test accuracy), `"model"` (the
         fine-tuned `keras.Model`, images to logits; its classifier is the
@@ -580,6 +621,8 @@ def fine_tune(
     epochs, batch_size = int(epochs), int(batch_size)
     train_arrays = _as_labelled_arrays(train_data, "train_data")
     _as_labelled_arrays(test_data, "test_data")
+    check_labelled_arrays(train_data, num_classes, "train_data")
+    check_labelled_arrays(test_data, num_classes, "test_data")
     if train_arrays is not None:
         images, labels = train_arrays
         image_shape = tuple(images.shape[1:])
@@ -588,7 +631,9 @@ def fine_tune(
     else:
         image_shape, _ = _image_input(train_data)
         steps_per_epoch = _dataset_steps(train_data)
-        fit_args = dict(x=train_data, shuffle=False)  # shuffled by the caller
+        fit_args = dict(  # shuffled by the caller
+            x=_checked_train_input(train_data, num_classes), shuffle=False
+        )
 
     encoder_copy = _copy_layer(encoder, (None,) + image_shape)
     feature_shape = tuple(encoder_copy.compute_output_shape((None,) + image_shape))
@@ -614,8 +659,9 @@ def fine_tune(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    history = tuned.fit(epochs=epochs, verbose=verbose, **fit_args)
-    logits, test_labels = _predict_logits(tuned, test_data, batch_size)
+    with input_checks.raise_input_errors():
+        history = tuned.fit(epochs=epochs, verbose=verbose, **fit_args)
+    logits, test_labels = _predict_logits(tuned, test_data, batch_size, num_classes)
     return {
         "top1": _top_k_accuracy(logits, test_labels, 1),
         "top5": _top_k_accuracy(logits, test_labels, 5),

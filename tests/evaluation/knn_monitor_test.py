@@ -180,3 +180,31 @@ print("JAX_OK", monitor.results[3])
 """
     out = run_in_subprocess(code, backend="jax", extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     assert "JAX_OK" in out, out
+
+
+def test_float_images_in_0_255_are_refused_before_training():
+    (images, labels), test = _colour_data(24, 8), _colour_data(12, 9)
+    floats = images.astype("float32")
+    with pytest.raises(ValueError, match=r"by 255.*train_data images with dtype=float32, min=0, max=2"):
+        KNNMonitor((floats, labels), test, num_classes=3)
+    with pytest.raises(ValueError, match=r"by 255.*test_data images with dtype=float32"):
+        KNNMonitor(test, (floats, labels), num_classes=3)
+    # A dataset's values are read at the first evaluation.
+    monitor = KNNMonitor(
+        tf.data.Dataset.from_tensor_slices((floats, labels)).batch(8), test, 3, encoder=_conv_encoder()
+    )
+    with pytest.raises(ValueError, match=r"train_data images with dtype=float32.*max=2"):
+        monitor.evaluate()
+
+
+def test_labels_outside_num_classes_are_refused_before_training():
+    (images, labels), test = _colour_data(24, 10), _colour_data(12, 11)
+    labels = labels.copy()
+    labels[4] = 5
+    with pytest.raises(ValueError, match=r"train_data labels values \[5\] outside \[0, 3\), num_classes=3"):
+        KNNMonitor((images, labels), test, num_classes=3)
+    monitor = KNNMonitor(
+        tf.data.Dataset.from_tensor_slices((images, labels)).batch(8), test, 3, encoder=_conv_encoder()
+    )
+    with pytest.raises(ValueError, match=r"train_data labels values \[5\].*num_classes=3"):
+        monitor.evaluate()

@@ -185,3 +185,41 @@ def test_evaluate_knn_equals_knn_on_extracted_features(small_encoder, cifar_imag
     scores = brute_force_knn(bank, bank_labels, queries, 10, 96, 0.1)  # k capped at 96
     assert accuracy == pytest.approx(np.mean(scores.argmax(axis=1) == query_labels))
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_extract_features_refuses_float_images_in_0_255(small_encoder, cifar_images):
+    images, labels = cifar_images
+    floats = images[:20].astype("float32")
+    match = r"Divide 0-255 float images by 255, or pass them as uint8.*images with dtype=float32.*max=255"
+    with pytest.raises(ValueError, match=match):
+        extract_features(small_encoder, floats)
+    with pytest.raises(ValueError, match=match):
+        extract_features(small_encoder, tf.data.Dataset.from_tensor_slices((floats, labels[:20])).batch(8))
+    with pytest.raises(ValueError, match=r"train_data images with dtype=float32.*max=255"):
+        evaluate_knn(small_encoder, (floats, labels[:20]), (images[:8], labels[:8]), 10)
+    # Any integer type is 0-255, as uint8 is.
+    np.testing.assert_allclose(
+        extract_features(small_encoder, images[:20].astype("int32")),
+        extract_features(small_encoder, images[:20]),
+        rtol=1e-6,
+    )
+
+
+def test_labels_outside_num_classes_are_refused_naming_them(small_encoder, cifar_images):
+    images, labels = cifar_images
+    bad = labels[:24].copy()
+    bad[[0, 9]] = [10, 12]
+    match = r"values \[10 12\] outside \[0, 10\), num_classes=10"
+    # Arrays are checked before any feature is extracted.
+    with pytest.raises(ValueError, match="train_data labels " + match):
+        evaluate_knn("not called", (images[:24], bad), (images[:8], labels[:8]), 10)
+    with pytest.raises(ValueError, match="test_data labels " + match):
+        evaluate_knn(small_encoder, (images[:8], labels[:8]), (images[:24], bad), 10)
+    dataset = tf.data.Dataset.from_tensor_slices((images[:24], bad)).batch(8)
+    with pytest.raises(ValueError, match="train_data labels " + match):
+        evaluate_knn(small_encoder, dataset, (images[:8], labels[:8]), 10)
+    bank, queries = np.eye(24, 4, dtype="float32") + 0.1, np.ones((3, 4), "float32")
+    with pytest.raises(ValueError, match="train_labels " + match):
+        weighted_knn_predict(bank, bad, queries, 10, k=3)
+    with pytest.raises(ValueError, match=r"query_labels values \[-1\] outside \[0, 10\)"):
+        knn_accuracy(bank, labels[:24], queries, [0, -1, 2], 10, k=3)

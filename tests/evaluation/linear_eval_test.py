@@ -84,3 +84,50 @@ def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_pat
     )
     with pytest.raises(ValueError, match="ft_proj_selector=3"):
         fine_tune(model, (images, labels), (images, labels), 10, ft_proj_selector=3)
+
+
+def _uint8_separable(count, seed):
+    images, labels = _separable_images(count, seed)
+    return (images * 255).astype("uint8"), labels
+
+
+def test_float_images_in_0_255_are_refused():
+    import tensorflow as tf
+
+    (images, labels), test = _uint8_separable(32, 2), _uint8_separable(16, 3)
+    floats = images.astype("float32")
+    match = r"Divide 0-255 float images by 255, or pass them as uint8.*{} images with dtype=float32.*max=2"
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        linear_evaluation(_toy_encoder(), (floats, labels), test, 3, epochs=1)
+    with pytest.raises(ValueError, match=match.format("test_data")):
+        linear_evaluation(_toy_encoder(), test, (floats, labels), 3, epochs=1)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        fine_tune(_toy_encoder(), (floats, labels), test, 3, epochs=1)
+    # A dataset read only by fit (augment=True, no standardization): checked in tf.data.
+    dataset = tf.data.Dataset.from_tensor_slices((floats, labels)).batch(8)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        linear_evaluation(_toy_encoder(), dataset, test, 3, epochs=1, standardize_features=False)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        fine_tune(_toy_encoder(), dataset, test, 3, epochs=1)
+
+
+def test_labels_outside_num_classes_are_refused():
+    import tensorflow as tf
+
+    (images, labels), test = _uint8_separable(32, 4), _uint8_separable(16, 5)
+    labels = labels.copy()
+    labels[[1, 2]] = [3, -2]
+    match = r"{} labels values \[-2 3\] outside \[0, 3\), num_classes=3"
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        linear_evaluation(_toy_encoder(), (images, labels), test, 3, epochs=1)
+    with pytest.raises(ValueError, match=match.format("test_data")):
+        linear_evaluation(_toy_encoder(), test, (images, labels), 3, epochs=1, augment=False)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        fine_tune(_toy_encoder(), (images, labels), test, 3, epochs=1)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        linear_evaluation(_toy_encoder(), dataset, test, 3, epochs=1, standardize_features=False)
+    with pytest.raises(ValueError, match=match.format("train_data")):
+        fine_tune(_toy_encoder(), dataset, test, 3, epochs=1)
+    with pytest.raises(ValueError, match=match.format("test_data")):
+        fine_tune(_toy_encoder(), test, dataset, 3, epochs=1)
