@@ -60,7 +60,8 @@ class LARS(keras.optimizers.Optimizer):
     general) `update_step` receives raw `tf.Variable`s without a Keras path.
 
     Args:
-        learning_rate: a float or a `keras.optimizers.schedules` schedule
+        learning_rate: a finite float >= 0, or a
+            `keras.optimizers.schedules` schedule
             (SimCLR: `CosineDecay(0.0, ..., warmup_target=0.3 * batch / 256,
             warmup_steps=...)`). Defaults to 0.1.
         momentum: momentum coefficient in [0, 1). Defaults to 0.9.
@@ -80,6 +81,12 @@ class LARS(keras.optimizers.Optimizer):
         **kwargs: forwarded to `keras.optimizers.Optimizer` (`clipnorm`,
             `global_clipnorm`, `loss_scale_factor`, `use_ema`, ...), except
             `weight_decay`, which is LARS's own.
+
+    Raises:
+        ValueError: a negative or non-finite number as `learning_rate` (a
+            schedule or callable is not checked), `momentum` outside
+            [0, 1), a negative or non-finite `weight_decay` or `eeta`, or
+            exclusions that are not lists of strings.
 
     Example:
 
@@ -111,6 +118,15 @@ class LARS(keras.optimizers.Optimizer):
         name="lars",
         **kwargs,
     ):
+        if _is_number(learning_rate) and not (
+            math.isfinite(learning_rate) and learning_rate >= 0
+        ):
+            # A schedule or callable can only be checked when it is called.
+            raise ValueError(
+                "`learning_rate` must be a finite number >= 0, or a "
+                "schedule. Received: "
+                f"learning_rate={learning_rate!r}"
+            )
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not (_is_number(momentum) and 0.0 <= momentum < 1.0):
             raise ValueError(

@@ -355,6 +355,19 @@ def test_rejects_bad_arguments(kwargs):
         LARS(**kwargs)
 
 
+@pytest.mark.parametrize("learning_rate", [-1, -0.5, float("nan"), float("inf"), float("-inf")])
+def test_refuses_a_negative_or_non_finite_learning_rate(learning_rate):
+    with pytest.raises(ValueError, match=f"Received: learning_rate={learning_rate!r}"):
+        LARS(learning_rate=learning_rate)
+
+
+def test_accepts_a_zero_learning_rate_and_schedules():
+    assert float(keras.ops.convert_to_numpy(LARS(learning_rate=0.0).learning_rate)) == 0.0
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=10, warmup_target=0.3, warmup_steps=2)
+    assert LARS(learning_rate=schedule)._learning_rate is schedule
+    LARS(learning_rate=lambda: 0.1)  # a callable is only checked when called
+
+
 def test_a_single_string_is_one_pattern():
     # Not list("bias") = ["b", "i", "a", "s"], which would match nearly all.
     opt = LARS(exclude_from_weight_decay="bias")
