@@ -30,12 +30,16 @@ def create_encoder(
             `resnet50_2x` (width 2), ...
         image_size: image side in pixels.
         width_multiplier: overrides the named model's width (e.g. 0.25 for
-            quick runs); `None` keeps it.
+            quick runs), > 0; `None` keeps it.
         sync_batchnorm: global BatchNorm under a `tf.distribute` strategy.
         **kwargs: forwarded to `ResNet`.
 
     Returns:
         a `ResNet`.
+
+    Raises:
+        ValueError: an unknown `name`, or a `width_multiplier` that is not a
+            positive number (0 does not mean the default: pass None).
 
     Example:
 
@@ -51,7 +55,8 @@ def create_encoder(
     depth, width, cifar_stem = ENCODERS[name]
     return ResNet(
         depth=depth,
-        width_multiplier=width_multiplier or width,
+        # ResNet refuses 0 and negative widths; only None means the default.
+        width_multiplier=width if width_multiplier is None else width_multiplier,
         cifar_stem=cifar_stem,
         input_shape=(image_size, image_size, 3),
         sync_batchnorm=sync_batchnorm,

@@ -1,3 +1,6 @@
+import math
+import numbers
+
 import keras
 
 _BLOCKS_PER_STAGE = {
@@ -23,7 +26,8 @@ class ResNet(keras.Model):
 
     Args:
         depth: one of 18, 34, 50, 101, 152.
-        width_multiplier: channel multiplier (1, 2, 4, ... ; SimCLR's "2x").
+        width_multiplier: channel multiplier (1, 2, 4, ... ; SimCLR's "2x";
+            0.125 for tests), at least 1/64.
         cifar_stem: `True` for small images (CIFAR): a 3x3 stride-1
             convolution and no max-pool. `False`: the ImageNet stem, a 7x7
             stride-2 convolution and a 3x3 stride-2 max-pool.
@@ -35,6 +39,11 @@ class ResNet(keras.Model):
         bn_momentum: BatchNorm moving-average momentum (SimCLR: 0.9).
         bn_epsilon: BatchNorm epsilon (SimCLR: 1e-5).
         **kwargs: forwarded to `keras.Model` (e.g. `name`).
+
+    Raises:
+        ValueError: an unsupported `depth`, a `width_multiplier` that is
+            not a finite number >= 1/64 (0, negative, None, NaN), or an
+            `input_shape` that is not `(height, width, 3)`.
 
     Example:
 
@@ -66,10 +75,16 @@ class ResNet(keras.Model):
                 f"`depth` must be one of {sorted(_BLOCKS_PER_STAGE)}. "
                 f"Received: depth={depth}"
             )
-        if not width_multiplier or width_multiplier <= 0:
+        if (
+            isinstance(width_multiplier, bool)
+            or not isinstance(width_multiplier, numbers.Real)
+            or not math.isfinite(width_multiplier)
+            or int(64 * width_multiplier) < 1
+        ):
             raise ValueError(
-                "`width_multiplier` must be a positive number. "
-                f"Received: width_multiplier={width_multiplier}"
+                "`width_multiplier` must be a positive number, at least 1/64 "
+                "(so that every convolution keeps a channel). "
+                f"Received: width_multiplier={width_multiplier!r}"
             )
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or input_shape[-1] != 3:

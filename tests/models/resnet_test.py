@@ -72,6 +72,9 @@ def test_errors_name_the_received_value():
         ResNet(depth=20)
     with pytest.raises(ValueError, match="width_multiplier=0"):
         ResNet(depth=18, width_multiplier=0)
+    for width in (-0.5, float("nan"), None, 0.01):  # 0.01: int(64 * 0.01) == 0 channels
+        with pytest.raises(ValueError, match=f"Received: width_multiplier={width}"):
+            ResNet(depth=18, width_multiplier=width)
     with pytest.raises(ValueError, match=r"input_shape=\(32, 32, 1\)"):
         ResNet(depth=18, input_shape=(32, 32, 1))
 
