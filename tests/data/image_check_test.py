@@ -2,6 +2,7 @@
 
 import io
 import os
+import pickle
 import re
 import shutil
 import warnings
@@ -179,6 +180,8 @@ def test_many_bad_files_are_counted_and_none_good_is_an_error(cifar_folder, tmp_
     with pytest.raises(BadImagesError, match=r"^None of the 25 image files.*; and 5 more\.$") as caught:
         LOADERS[pipeline](str(root), "train", skip_bad_images=True)
     assert len(caught.value.bad_images) == 25
+    copy = pickle.loads(pickle.dumps(caught.value))  # e.g. from a worker process
+    assert str(copy) == str(caught.value) and copy.bad_images == caught.value.bad_images
     assert str(caught.value).count(".jpg'") == MAX_LISTED_BAD_IMAGES
     with pytest.raises(BadImagesError, match="None of the 25"):
         image_folder_size(str(root), "train")
