@@ -299,3 +299,37 @@ def test_uint8_datasets_of_a_static_batch_size_are_not_mapped():
     labelled = labelled.batch(8, drop_remainder=True)
     probed = _tiny_model(num_classes=3)
     assert probed._checked_data(labelled, None, None, 0.0, training=True, what="x") is not labelled
+
+
+def test_input_checks_raise_on_the_jax_backend():
+    out = run_in_subprocess(
+        """
+import numpy as np, keras, tensorflow as tf
+import keras_simclr as ks
+assert keras.backend.backend() == "jax"
+keras.utils.set_random_seed(0)
+encoder = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, strides=2),
+                            keras.layers.GlobalAveragePooling2D()])
+model = ks.models.ContrastiveModel(encoder, ks.models.ProjectionHead(output_dim=8),
+    augmenter=ks.augment.SimCLRAugmentation(16, preset="cifar", seed=0), num_classes=3)
+model.compile(optimizer="sgd")
+floats = np.random.default_rng(0).integers(0, 256, size=(17, 16, 16, 3)).astype("float32")
+cases = {
+    "array": lambda: model.fit(floats, batch_size=8, verbose=0),
+    "dataset": lambda: model.fit(tf.data.Dataset.from_tensor_slices(floats).batch(8), verbose=0),
+    "remainder": lambda: model.fit(tf.data.Dataset.from_tensor_slices(floats / 255).batch(8), verbose=0),
+    "labels": lambda: model.fit(tf.data.Dataset.from_tensor_slices(
+        (floats[:16] / 255, np.full(16, 5))).batch(8), verbose=0),
+}
+for name, run in cases.items():
+    try:
+        run()
+    except ValueError as error:
+        print("RAISED", name, str(error).split("Received: ")[1])
+""",
+        backend="jax",
+    )
+    assert "RAISED array x with dtype=float32, min=0, max=255" in out
+    assert "RAISED dataset x with dtype=float32, min=0, max=255" in out
+    assert "RAISED remainder a batch of 1 image(s)" in out
+    assert "RAISED labels y values [5] outside [0, 3), num_classes=3" in out
