@@ -15,7 +15,6 @@ import os
 
 from absl import flags
 
-from keras_simclr.cli.errors import CLIError
 from keras_simclr.cli.errors import run_subcommand
 
 FLAGS = flags.FLAGS
@@ -66,21 +65,21 @@ def run_evaluation(config, mode):
     from keras_simclr.evaluation import linear_evaluation
 
     if bool(config["dataset"]) == bool(config["image_folder"]):
-        raise CLIError(
+        raise ValueError(
             "Give exactly one of --dataset and --image_folder. Received: "
             f"dataset={config['dataset']!r}, image_folder={config['image_folder']!r}"
         )
     if not 0 < config["label_fraction"] <= 1:
-        raise CLIError(
+        raise ValueError(
             "--label_fraction must be in (0, 1]. Received: "
             f"label_fraction={config['label_fraction']}"
         )
     rate = config["learning_rate"]
     if rate is not None and not (math.isfinite(rate) and rate > 0):
-        raise CLIError(f"--learning_rate must be a finite number > 0. Received: learning_rate={rate}")
+        raise ValueError(f"--learning_rate must be a finite number > 0. Received: learning_rate={rate}")
     for name in ("epochs", "batch_size"):
         if config[name] < 1:
-            raise CLIError(f"--{name} must be positive. Received: {name}={config[name]}")
+            raise ValueError(f"--{name} must be positive. Received: {name}={config[name]}")
     train = load_split(config, config["train_split"], None)
     image_size = train.image_size[0]
     test = load_split(config, config["eval_split"], image_size)

@@ -336,23 +336,20 @@ def _load_training_data(config):
     from keras_simclr import data
 
     skip = config["skip_bad_images"]
+    image_size = config["image_size"]
+    if config["image_folder"] and not image_size:
+        # Square images at the first image's height, each split read (and
+        # checked) once.
+        image_size = data.image_folder_size(config["image_folder"], config["train_split"])[0]
+    train = load_split(config, config["train_split"], image_size, skip)
     if config["input_pipeline"] == "numpy":
-        from keras_simclr.data import numpy_images
-
-        # Decode once, at the final (square) size: the first image sets the
-        # height unless --image_size is given.
-        image_size = config["image_size"] or numpy_images.image_folder_size(
-            config["image_folder"], config["train_split"]
-        )[0]
-        train = load_split(config, config["train_split"], image_size, skip)
         if config["train_examples"]:
             train = train.take(config["train_examples"])
     else:
-        train = load_split(config, config["train_split"], config["image_size"], skip)
+        if tuple(train.image_size) != (train.image_size[0],) * 2:
+            # A tfds split of non-square images: square at its height.
+            train = load_split(config, config["train_split"], train.image_size[0], skip)
         image_size = train.image_size[0]
-        if tuple(train.image_size) != (image_size, image_size):
-            # Square images for the model; the first image set the height.
-            train = load_split(config, config["train_split"], image_size, skip)
         if config["train_examples"]:
             train = data.take_examples(train, config["train_examples"])
         train = train.cache()
