@@ -4,7 +4,8 @@ Every expected failure of a subcommand (bad flags or data, an unwritable or
 full `--output_dir`, a lock held by another run, an unreadable checkpoint, a
 non-finite loss) is printed as one line starting with `error:` that names the
 path or value, and the process exits with status 2. Tracebacks are printed
-only with `--verbose 2`, or for an unexpected exception (a bug).
+only with `--verbose 2`, or for an unexpected exception (a bug). Ctrl-C exits
+with status 130 and says how to resume.
 """
 
 import errno
@@ -67,6 +68,13 @@ def run_subcommand(function, config, verbose=1, prog="keras-simclr"):
     """
     try:
         return function(config)
+    except KeyboardInterrupt:
+        print(
+            f"\n{prog}: interrupted. Run the same command again to resume from the "
+            "last completed epoch.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     except _expected_types() as error:
         if verbose >= 2:
             traceback.print_exc()
