@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from keras_simclr.augment.image_utils import check_image_range
+from keras_simclr.evaluation.forward import predict_batch
 from keras_simclr.models import input_checks
 
 
@@ -167,9 +168,9 @@ def _extract_features(model_or_encoder, images_or_dataset, batch_size, what="ima
             )
         if len(images) == 0:
             continue
-        output = np.asarray(
-            encoder.predict_on_batch(_to_unit_float(images, what))
-        ).astype("float32")
+        # Not encoder.predict_on_batch: under a tf.distribute strategy it
+        # returns one copy of the batch per replica (see forward.py).
+        output = predict_batch(encoder, _to_unit_float(images, what)).astype("float32")
         if output.ndim != 2:
             raise ValueError(
                 "The encoder must map images to features of shape (batch, F), "

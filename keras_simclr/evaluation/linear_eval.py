@@ -11,6 +11,8 @@ from keras import ops
 
 from keras_simclr.augment.image_utils import check_image_range
 from keras_simclr.augment.image_utils import to_unit_float
+from keras_simclr.evaluation.forward import predict_batch
+from keras_simclr.evaluation.forward import predict_in_batches
 from keras_simclr.evaluation.knn import _extract_features
 from keras_simclr.evaluation.knn import _is_tf_dataset
 from keras_simclr.evaluation.knn import _split_element
@@ -454,7 +456,9 @@ def linear_evaluation(
 
     if standardize_features:
         classifier = _folded_classifier(standardize, linear, feature_dim)
-    logits = np.asarray(classifier.predict(test_features, batch_size=1024, verbose=0))
+    # Not classifier.predict: under a JAX distribution it refuses a batch that
+    # does not split evenly over the devices.
+    logits = predict_in_batches(classifier, test_features, 1024)
     test_labels = np.asarray(test_labels).reshape(-1)
     return {
         "top1": _top_k_accuracy(logits, test_labels, 1),
@@ -536,7 +540,7 @@ def _predict_logits(model, data, batch_size, num_classes):
                 "dataset of (images, labels) batches. Received: images only"
             )
         check_image_range(images, "test_data images")
-        logits.append(np.asarray(model.predict_on_batch(images), "float32"))
+        logits.append(np.asarray(predict_batch(model, images), "float32"))
         labels.append(np.asarray(batch_labels).reshape(-1))
     labels = np.concatenate(labels)
     input_checks.check_labels(labels, num_classes, "test_data labels")
