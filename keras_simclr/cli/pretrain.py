@@ -113,6 +113,10 @@ def define_flags():
     flags.DEFINE_float("knn_temperature", 0.1, "kNN weighting temperature.")
     flags.DEFINE_integer("steps_per_execution", 1, "Steps per compiled execution (TPUs: e.g. 100).")
     flags.DEFINE_string("tpu", None, "TPU to train on: a name or address, 'local' on a Cloud TPU VM, '' on Colab.")
+    flags.DEFINE_float("collective_timeout", 600.0, "Several workers (TF_CONFIG): seconds a "
+                       "collective (gradient all-reduce, variable broadcast) waits for the other "
+                       "workers before the run stops with an error (a worker that hangs); a worker "
+                       "that dies is noticed within seconds regardless. 0: wait forever.")
     flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per "
                          "epoch; 2 also prints the traceback of an error.")
 
@@ -370,7 +374,31 @@ def _load_training_data(config):
     return train, evaluation, batches, image_size
 
 
-def _knn_monitor(config, train, evaluation, batches):
+def _local_encoder(config, image_size):
+    """A copy of the encoder built outside any strategy (weights copied in later).
+
+    Under a strategy with several replicas, `predict_on_batch` (what kNN
+    feature extraction calls) runs every image batch on every replica and
+    returns their concatenation (twice the rows on two replicas), and a
+    SavedModel export would trace the replicated variables. The kNN monitor
+    and the export use this one-device copy instead.
+    """
+    import keras_simclr as ks
+
+    return ks.models.create_encoder(
+        config["model"], image_size, width_multiplier=config["width_multiplier"]
+    )
+
+
+def _copy_encoder_weights(model, local):
+    """`local` <- `model.encoder`'s weights (every worker: reading may be collective)."""
+    if not local.built:
+        local.build((None,) + tuple(model.encoder.input_shape[1:]))
+    local.set_weights(model.encoder.get_weights())
+    return local
+
+
+def _knn_monitor(config, train, evaluation, batches, local_encoder=None):
     from keras_simclr import data
     from keras_simclr.evaluation import KNNMonitor
 
@@ -385,25 +413,53 @@ def _knn_monitor(config, train, evaluation, batches):
             train_data=data.evaluation_dataset(train, 512),
             test_data=data.evaluation_dataset(evaluation, 512),
         )
-    return KNNMonitor(
+
+    class LocalEncoderKNN(KNNMonitor):
+        """Evaluates a one-device copy of the encoder, refreshed before each evaluation."""
+
+        def evaluate(self):
+            _copy_encoder_weights(self.model, self.encoder)
+            return super().evaluate()
+
+    monitor = KNNMonitor if local_encoder is None else LocalEncoderKNN
+    return monitor(
         **knn_data,
         num_classes=train.num_classes,
         k=config["knn_k"],
         temperature=config["knn_temperature"],
         every_n_epochs=config["knn_every"] or config["epochs"],
+        encoder=local_encoder,
     )
 
 
-def run_pretraining(config):
+def run_pretraining(config, strategy=None):
     """Runs pretraining from a config dict (the flags, by name). Returns metrics.
 
     See the module docstring for what goes to `--output_dir` and what a
-    resume may change.
+    resume may change. With `TF_CONFIG` naming several workers (one process
+    per machine, each started with the same flags) it trains under
+    `MultiWorkerMirroredStrategy`: only the chief (see
+    `keras_simclr.distribute.worker_role`) writes `--output_dir`; every other
+    worker writes its copies (it must save too: saving reads synchronized
+    variables collectively) to a temporary folder it deletes at the end. A
+    resume reads the chief's `--output_dir` on every worker: the workers
+    must share that folder (one machine, or a network file system); workers
+    that see different checkpoints stop with an error before training.
+
+    Args:
+        config: the flags by name (see `define_flags`).
+        strategy: the `tf.distribute.Strategy` (or JAX distribution) to train
+            under; `None` resolves it from `--tpu`, `TF_CONFIG` and the
+            devices present (`keras_simclr.distribute.resolve_strategy`).
     """
+    from keras_simclr import distribute
+
     flags = dict(config)
     _validate(method_defaults(flags))
+    role = distribute.worker_role()
     output_dir = flags["output_dir"]
-    prepare_output_dir(output_dir)
+    if role.is_chief:
+        prepare_output_dir(output_dir)
     saved = read_run_config(output_dir) if flags["resume"] else None
     finished = finished_result(output_dir, flags, saved)
     if finished is not None:
@@ -413,6 +469,17 @@ def run_pretraining(config):
             "to train on, or pass --noresume to start over)"
         )
         return finished
+    # Decided before any worker can write: every worker resumes or none.
+    resuming = flags["resume"] and bool(checkpoint_files(output_dir))
+    if strategy is None:
+        # Before TensorFlow runs any op (data loading included):
+        # MultiWorkerMirroredStrategy configures collectives at program
+        # startup, and waits here for every worker to join.
+        strategy = distribute.resolve_strategy(
+            tpu=flags["tpu"], collective_timeout=flags.get("collective_timeout")
+        )
+    if not role.is_chief:
+        return _run_as_worker(flags, saved, resuming, strategy, role)
     try:
         lock = RunLock(output_dir).acquire()
     except OSError as error:
@@ -425,12 +492,64 @@ def run_pretraining(config):
                 f"Took over the lock of a run that stopped without releasing it "
                 f"({describe_holder(lock.previous_holder)})"
             )
-        return _run_locked(flags, saved)
+        return _run_guarded(flags, saved, resuming, strategy, role, output_dir)
     finally:
         lock.release()
 
 
-def _run_locked(flags, saved):
+# The worker's copies of the outputs (kept, not deleted) go here when set:
+# tests compare a non-chief worker's final weights with the chief's.
+WORKER_DIR_ENV = "KERAS_SIMCLR_WORKER_DIR"
+
+
+def _run_as_worker(flags, saved, resuming, strategy, role):
+    """A non-chief worker: trains in step with the chief, writes to a temporary folder."""
+    import shutil
+    import tempfile
+
+    keep = os.environ.get(WORKER_DIR_ENV)
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        write_dir = keep
+    else:
+        write_dir = tempfile.mkdtemp(prefix=f"keras-simclr-{role.task_type}{role.task_id}-")
+    try:
+        return _run_guarded(flags, saved, resuming, strategy, role, write_dir)
+    finally:
+        if not keep:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _run_guarded(flags, saved, resuming, strategy, role, write_dir):
+    """`_run_locked`; with several workers, a lost worker becomes one error line."""
+    if role.num_workers == 1:
+        return _run_locked(flags, saved, resuming, strategy, role, write_dir)
+    import tensorflow as tf
+
+    lost = (
+        tf.errors.UnavailableError,
+        tf.errors.DeadlineExceededError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+    )
+    try:
+        return _run_locked(flags, saved, resuming, strategy, role, write_dir)
+    except lost as error:
+        message = " ".join((error.message or str(error)).split())
+        _, found, after = message.partition("Collective ops is aborted by: ")
+        reason = (after if found else message).split(" The tasks have crashed")[0]
+        if len(reason) > 240:
+            reason = reason[:240] + "..."
+        raise PretrainError(
+            f"{role.task_type} {role.task_id} of {role.num_workers} workers lost contact "
+            f"with the others ({type(error).__name__}: {reason}): a worker stopped, "
+            "hung or lost the network. Start every worker again with the same flags; "
+            f"they resume from the chief's last checkpoint in {flags['output_dir']}"
+        ) from None
+
+
+def _run_locked(flags, saved, resuming, strategy, role, write_dir):
+    """Trains; reads a resumed run from `--output_dir`, writes to `write_dir`."""
     import keras
 
     from keras_simclr import distribute
@@ -447,7 +566,6 @@ def _run_locked(flags, saved):
     from keras_simclr.evaluation import NonFiniteLossGuard
 
     output_dir = flags["output_dir"]
-    resuming = flags["resume"] and bool(checkpoint_files(output_dir))
     if resuming and saved is None:
         raise PretrainError(
             f"{output_dir} holds a checkpoint but no {CONFIG_FILE} (it was written by "
@@ -474,7 +592,6 @@ def _run_locked(flags, saved):
                 "--noresume to start over"
             )
 
-    strategy = distribute.resolve_strategy(tpu=config["tpu"])
     replicas = distribute.replicas_of(strategy)
     distribute.check_global_batch(config["batch_size"], replicas)
     per_replica = config["batch_size"] // replicas
@@ -490,7 +607,7 @@ def _run_locked(flags, saved):
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
     if not resuming:
-        fresh_start(output_dir)
+        fresh_start(write_dir)
     initial_epoch = 0
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # Global BatchNorm whenever the batch is split over devices.
@@ -498,11 +615,19 @@ def _run_locked(flags, saved):
             config, image_size, train.num_classes, steps_per_epoch,
             sync_batchnorm=replicas > 1,
         )
+        distribute.fix_symbolic_build(model)
         if resuming:
             model.build((None, image_size, image_size, 3))
             initial_epoch = load_checkpoint(model, output_dir, steps_per_epoch)
             logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
             print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
+    if role.num_workers > 1 and not distribute.same_on_every_worker(strategy, initial_epoch):
+        raise PretrainError(
+            f"the workers would resume from different epochs (this {role.task_type} "
+            f"{role.task_id}: {initial_epoch}, read from {output_dir}): every worker reads the "
+            "chief's --output_dir to resume, so all must see the same folder (a shared file "
+            "system); pass --noresume to start over"
+        )
     settings.update(
         replicas=replicas,
         input_pipeline=config["input_pipeline"],
@@ -510,22 +635,25 @@ def _run_locked(flags, saved):
         train_examples=train.num_examples,
         steps_per_epoch=steps_per_epoch,
     )
-    write_run_config(output_dir, flags, settings)
+    settings["workers"] = role.num_workers
+    write_run_config(write_dir, flags, settings)
     if isinstance(batches, keras.utils.PyDataset):
         # A resumed run goes on with the epoch orders of an uninterrupted one.
         batches.epoch = initial_epoch
 
-    log_path = os.path.join(output_dir, LOG_FILE)
+    log_path = os.path.join(write_dir, LOG_FILE)
     truncate_log(log_path, initial_epoch)
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
-    knn = _knn_monitor(config, train, evaluation, batches)
+    # Several replicas: kNN and the export use a one-device copy of the encoder.
+    local_encoder = _local_encoder(config, image_size) if replicas > 1 else None
+    knn = _knn_monitor(config, train, evaluation, batches, local_encoder)
     callbacks = [
         FaultInjection(),
         NonFiniteLossGuard(),
         throughput,
         LearningRateLogger(),
         # Before kNN: an evaluation failure never loses the epoch.
-        EpochCheckpoint(output_dir, steps_per_epoch),
+        EpochCheckpoint(write_dir, steps_per_epoch),
         knn,
         # CSVLogger fixes its columns at the first epoch: give every epoch a
         # knn_accuracy entry (NaN where kNN was not evaluated).
@@ -533,7 +661,7 @@ def _run_locked(flags, saved):
             on_epoch_end=lambda epoch, logs: logs.setdefault("knn_accuracy", float("nan"))
         ),
         keras.callbacks.CSVLogger(log_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
+        keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
     ]
     if config["deterministic"]:
         callbacks.insert(0, EpochSeeds())
@@ -548,7 +676,7 @@ def _run_locked(flags, saved):
                 verbose=config["verbose"],
             )
         except NonFiniteLossError as error:
-            raise PretrainError(f"{error} {last_good(output_dir)}") from None
+            raise PretrainError(f"{error} {last_good(write_dir)}") from None
         except NonFiniteStateError as error:
             raise PretrainError(str(error)) from None
 
@@ -559,7 +687,16 @@ def _run_locked(flags, saved):
         final_knn = knn.evaluate()
     from keras_simclr.export import export_encoder
 
-    export_encoder(model, os.path.join(output_dir, "encoder"), image_size=image_size)
+    if local_encoder is None:
+        export_encoder(model, os.path.join(write_dir, "encoder"), image_size=image_size)
+    else:
+        # Every worker reads the weights (a collective for synchronized
+        # variables); only the chief writes the export.
+        _copy_encoder_weights(model, local_encoder)
+        if role.is_chief:
+            export_encoder(
+                local_encoder, os.path.join(write_dir, "encoder"), image_size=image_size
+            )
     rows = log_rows(log_path)
     # log.csv numbers epochs from 0; metrics from 1, as --epochs does.
     knn_per_epoch = {
@@ -582,13 +719,14 @@ def _run_locked(flags, saved):
         "model": config["model"],
         **settings,
     }
-    write_json(os.path.join(output_dir, METRICS_FILE), metrics)
+    write_json(os.path.join(write_dir, METRICS_FILE), metrics)
     ips = metrics["images_per_second"]
     print(
         f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
         f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs; "
         + (f"{ips:.1f} images/s; " if ips else "")
-        + f"outputs in {output_dir}"
+        + (f"outputs in {output_dir}" if role.is_chief
+           else f"this worker's copies in {write_dir}; the chief writes {output_dir}")
     )
     return metrics
 
@@ -603,6 +741,7 @@ _FLAG_NAMES = {
     "learning_rate_scaling", "temperature", "optimizer", "momentum", "weight_decay",
     "warmup_epochs", "projection_dim", "head_layers", "output_dir", "resume", "seed",
     "mixed_precision", "deterministic", "skip_bad_images", "knn_every", "knn_k", "knn_temperature", "steps_per_execution", "tpu", "verbose",
+    "collective_timeout",
 }
 
 

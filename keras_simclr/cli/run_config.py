@@ -20,6 +20,7 @@ NOT_TRAINING = frozenset(
         "knn_temperature",
         "steps_per_execution",
         "tpu",
+        "collective_timeout",
     }
 )
 

@@ -9,13 +9,21 @@ from keras_simclr.distribute.cross_replica import num_replicas_in_sync
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.distribute.strategy import check_global_batch
 from keras_simclr.distribute.strategy import replicas_of
+from keras_simclr.distribute.keras_workarounds import fix_symbolic_build
+from keras_simclr.distribute.strategy import WorkerRole
 from keras_simclr.distribute.strategy import resolve_strategy
+from keras_simclr.distribute.strategy import same_on_every_worker
+from keras_simclr.distribute.strategy import worker_role
 
 __all__ = [
     "check_global_batch",
     "cross_replica_concat",
+    "fix_symbolic_build",
     "num_replicas_in_sync",
     "replicas_of",
     "resolve_strategy",
+    "same_on_every_worker",
+    "worker_role",
+    "WorkerRole",
     "scale_loss_for_replicas",
 ]

@@ -1,19 +1,40 @@
 """One call that picks the right way to spread training over the devices present."""
 
+import collections
 import json
 import os
 
 import keras
 
+WorkerRole = collections.namedtuple(
+    "WorkerRole", ["task_type", "task_id", "num_workers", "is_chief"]
+)
+WorkerRole.__doc__ = """This process's place in a multi-worker cluster (`worker_role`).
 
-def resolve_strategy(tpu=None, devices=None):
+Fields:
+    task_type: `"chief"` or `"worker"` (`"worker"` alone: one process).
+    task_id: the task's index within its type.
+    num_workers: training processes in the cluster (chief and workers); 1
+        without a cluster.
+    is_chief: whether this process is the one that writes the run's outputs
+        (the `chief` task, or worker 0 when the cluster has no chief).
+"""
+
+
+def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
     """Returns the strategy (TensorFlow) or distribution (JAX) to train under.
 
     TensorFlow backend, in this order:
     - `tpu` given (a TPU name or address; `"local"` on a Cloud TPU VM; `""`
       on Colab): connects with `TPUClusterResolver`, initializes the TPU
       system and returns a `tf.distribute.TPUStrategy`.
-    - `TF_CONFIG` names more than one worker: `MultiWorkerMirroredStrategy`.
+    - `TF_CONFIG` names more than one worker: `MultiWorkerMirroredStrategy`
+      (one process per machine, all started with the same flags). It must
+      be created before TensorFlow runs any op in the process ("Collective
+      ops must be configured at program startup"), and it waits until every
+      worker has joined. A worker that dies makes the others' next collective
+      fail (`tf.errors.UnavailableError`, within seconds on a closed socket);
+      `collective_timeout` bounds the wait for a worker that hangs instead.
     - `devices` given (e.g. `["/cpu:0", "/cpu:1"]`) or more than one GPU:
       `MirroredStrategy` over them.
     - otherwise the default strategy (one device).
@@ -30,6 +51,10 @@ def resolve_strategy(tpu=None, devices=None):
         tpu: TPU name or address, `"local"` or `""` (Colab); `None`: no TPU.
         devices: explicit device list (TensorFlow device strings, or JAX
             devices); `None`: every accelerator found.
+        collective_timeout: seconds one collective (a gradient all-reduce, a
+            variable broadcast) may wait for the other workers before it
+            fails with `tf.errors.DeadlineExceededError`
+            (`MultiWorkerMirroredStrategy` only); `None` or 0: no limit.
 
     Returns:
         a `tf.distribute.Strategy`, a `keras.distribution.DataParallel`, or
@@ -69,8 +94,11 @@ def resolve_strategy(tpu=None, devices=None):
             tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    if _num_workers_in_tf_config() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if worker_role().num_workers > 1:
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=float(collective_timeout) if collective_timeout else None
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if devices is not None:
         return tf.distribute.MirroredStrategy(devices=list(devices))
     gpus = tf.config.list_logical_devices("GPU")
@@ -79,12 +107,56 @@ def resolve_strategy(tpu=None, devices=None):
     return tf.distribute.get_strategy()
 
 
-def _num_workers_in_tf_config():
-    config = os.environ.get("TF_CONFIG")
-    if not config:
-        return 0
-    cluster = json.loads(config).get("cluster", {})
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+def worker_role(tf_config=None):
+    """This process's role in the cluster `TF_CONFIG` describes (no TensorFlow needed).
+
+    `TF_CONFIG` is TensorFlow's JSON cluster description, e.g. for the
+    second of two workers
+    `{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 1}}`.
+    The chief is the `chief` task when the cluster names one, else worker 0.
+
+    Args:
+        tf_config: the JSON text; `None` reads the `TF_CONFIG` environment
+            variable.
+
+    Returns:
+        a `WorkerRole`; without `TF_CONFIG` (or with a one-process cluster)
+        `WorkerRole("worker", 0, 1, True)`.
+
+    Raises:
+        ValueError: `TF_CONFIG` is not JSON, or names several workers but no
+            valid task for this process.
+    """
+    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not text.strip():
+        return WorkerRole("worker", 0, 1, True)
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(
+            f"TF_CONFIG is not valid JSON ({error}). Received: TF_CONFIG={text!r}"
+        ) from None
+    cluster = config.get("cluster", {}) if isinstance(config, dict) else {}
+    if not isinstance(cluster, dict):
+        cluster = {}
+    chiefs = list(cluster.get("chief", []) or [])
+    workers = list(cluster.get("worker", []) or [])
+    num_workers = len(chiefs) + len(workers)
+    if num_workers <= 1:
+        return WorkerRole("chief" if chiefs else "worker", 0, 1, True)
+    task = config.get("task") or {}
+    task_type, task_id = task.get("type"), task.get("index", 0)
+    jobs = {"chief": chiefs, "worker": workers}
+    if task_type not in jobs or not isinstance(task_id, int) or not (
+        0 <= task_id < len(jobs[task_type])
+    ):
+        raise ValueError(
+            "TF_CONFIG names a cluster of several workers but this process's task is "
+            "not one of them: give \"task\": {\"type\": \"worker\" or \"chief\", "
+            f"\"index\": i}} within the cluster. Received: task={task!r}"
+        )
+    is_chief = task_type == "chief" or (not chiefs and task_id == 0)
+    return WorkerRole(task_type, task_id, num_workers, is_chief)
 
 
 def replicas_of(strategy):
@@ -108,3 +180,29 @@ def check_global_batch(batch_size, num_replicas):
             f"batch_size={batch_size}"
         )
     return batch_size // num_replicas
+
+
+def same_on_every_worker(strategy, value):
+    """Whether every replica of `strategy` holds the same integer `value`.
+
+    A collective (every worker must call it, in the same order): each
+    replica contributes `value` and `value**2`; they are all equal exactly
+    when `R * sum(v**2) == sum(v)**2` over the R replicas, and every worker
+    computes the same sums, so all reach the same answer. E.g. the epoch a
+    resumed run starts from, which each worker reads from the chief's
+    checkpoint.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`, or `None` (one process: `True`).
+        value: this process's integer.
+    """
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    pair = tf.constant([value, value * value], tf.float64)
+    total = strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(pair)), axis=None
+    ).numpy()
+    replicas = strategy.num_replicas_in_sync
+    return bool(replicas * total[1] == total[0] * total[0])

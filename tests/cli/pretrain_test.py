@@ -54,6 +54,7 @@ def _config(**overrides):
         "knn_temperature": 0.1,
         "steps_per_execution": 1,
         "tpu": None,
+        "collective_timeout": 600.0,
         "verbose": 0,
     }
     config.update(overrides)
