@@ -17,6 +17,7 @@ model. Everywhere else (no strategy, JAX, torch, NumPy) it is
 `predict_on_batch` does not shard its input, so any batch size works there.
 """
 
+import contextlib
 import weakref
 
 import keras
@@ -85,3 +86,62 @@ def predict_in_batches(model, inputs, batch_size):
             for start in range(0, len(inputs), batch_size)
         ]
     )
+
+
+def _batch_shards():
+    """How many pieces the current JAX distribution cuts each batch into (1: none)."""
+    if keras.backend.backend() != "jax":
+        return 1
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    name = getattr(distribution, "batch_dim_name", None)
+    if name in mesh.axis_names:
+        return int(mesh.shape[mesh.axis_names.index(name)])
+    return int(np.prod(mesh.shape))
+
+
+def batches_split_evenly(batch_size, num_examples=None, dataset=None):
+    """Whether Keras's `fit` can shard every training batch over the JAX distribution.
+
+    Under `keras.distribution.DataParallel` over D devices, Keras's JAX
+    `fit` refuses a batch whose size is not a multiple of D (the last,
+    partial batch of an epoch, typically). True without a JAX distribution.
+
+    Args:
+        batch_size: the batch size of arrays.
+        num_examples: the number of training examples (arrays).
+        dataset: a batched `tf.data.Dataset` instead: it splits evenly when
+            its batch size is static (`drop_remainder=True`) and a multiple
+            of D.
+    """
+    shards = _batch_shards()
+    if shards == 1:
+        return True
+    if dataset is not None:
+        spec = dataset.element_spec
+        spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        size = spec.shape[0] if spec.shape.rank else None
+        return size is not None and size % shards == 0
+    return batch_size % shards == 0 and num_examples % batch_size % shards == 0
+
+
+@contextlib.contextmanager
+def distribution_for_fit(batches_even):
+    """Keeps the JAX distribution when every batch splits evenly, else lifts it.
+
+    Without the distribution, the models made and fit inside run as on one
+    device (the encoder's replicated variables are read as they are), which
+    gives the single-device result where the distributed `fit` would refuse
+    the data. Nothing changes on other backends or without a distribution.
+    """
+    if batches_even or _batch_shards() == 1:
+        yield
+        return
+    distribution = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)

@@ -11,6 +11,8 @@ from keras import ops
 
 from keras_simclr.augment.image_utils import check_image_range
 from keras_simclr.augment.image_utils import to_unit_float
+from keras_simclr.evaluation.forward import batches_split_evenly
+from keras_simclr.evaluation.forward import distribution_for_fit
 from keras_simclr.evaluation.forward import predict_batch
 from keras_simclr.evaluation.forward import predict_in_batches
 from keras_simclr.evaluation.knn import _extract_features
@@ -392,73 +394,81 @@ def linear_evaluation(
         train_features, train_labels = _labelled_features(
             encoder, train_data, batch_size, num_classes, "train_data"
         )
-    linear = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
-        name="linear",
-    )
-    if standardize_features:
-        mean = train_features.mean(axis=0)
-        std = train_features.std(axis=0)
-        # Constant (e.g. dead ReLU) features are left out instead of blown up.
-        scale = np.where(std > 1e-6, 1.0 / np.maximum(std, 1e-6), 0.0).astype("float32")
-        standardize = _Standardize(mean, scale, name="standardize")
-        classifier = keras.Sequential(
-            [keras.Input((feature_dim,)), standardize, linear], name="linear_classifier"
-        )
+    # Keras's data-parallel JAX fit refuses a batch that does not split over
+    # the devices: then the probe is made and trained without the distribution.
+    if augment and train_arrays is None:
+        even = batches_split_evenly(batch_size, dataset=train_data)
     else:
-        classifier = keras.Sequential(
-            [keras.Input((feature_dim,)), linear], name="linear_classifier"
+        num_train = len(train_arrays[0]) if augment else len(train_features)
+        even = batches_split_evenly(batch_size, num_examples=num_train)
+    with distribution_for_fit(even):
+        linear = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
+            name="linear",
         )
-
-    if augment:
-        if train_arrays is not None:
-            images, labels = train_arrays
-            image_shape, dtype = tuple(images.shape[1:]), str(images.dtype)
-            steps_per_epoch = math.ceil(len(images) / batch_size)
-            fit_args = dict(x=images, y=labels, batch_size=batch_size, shuffle=True)
-        else:
-            image_shape, dtype = _image_input(train_data)
-            steps_per_epoch = _dataset_steps(train_data)
-            if train_features is None:  # not read yet: checked as fit reads it
-                train_data = _checked_train_input(train_data, num_classes)
-            fit_args = dict(x=train_data, shuffle=False)  # shuffled by the caller
-        if len(image_shape) != 3:
-            raise ValueError(
-                "train images must have shape (N, height, width, channels). "
-                f"Received: image shape {image_shape}"
+        if standardize_features:
+            mean = train_features.mean(axis=0)
+            std = train_features.std(axis=0)
+            # Constant (e.g. dead ReLU) features are left out instead of blown up.
+            scale = np.where(std > 1e-6, 1.0 / np.maximum(std, 1e-6), 0.0).astype("float32")
+            standardize = _Standardize(mean, scale, name="standardize")
+            classifier = keras.Sequential(
+                [keras.Input((feature_dim,)), standardize, linear], name="linear_classifier"
             )
-        model = _FrozenEncoderClassifier(
-            encoder,
-            classifier,
-            augmentation=_RandomCropFlip(padding, seed=seed, name="crop_flip"),
-            name="linear_probe",
-        )
-        model.build((None,) + image_shape)
-    else:
-        steps_per_epoch = math.ceil(len(train_features) / batch_size)
-        fit_args = dict(
-            x=train_features, y=train_labels.reshape(-1), batch_size=batch_size, shuffle=True
-        )
-        model = classifier
+        else:
+            classifier = keras.Sequential(
+                [keras.Input((feature_dim,)), linear], name="linear_classifier"
+            )
 
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
-    )
-    with _FrozenTrainability(encoder):
-        model.compile(
-            optimizer=_make_optimizer(optimizer, schedule, momentum, weight_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        with input_checks.raise_input_errors():
-            history = model.fit(epochs=epochs, verbose=verbose, **fit_args)
+        if augment:
+            if train_arrays is not None:
+                images, labels = train_arrays
+                image_shape, dtype = tuple(images.shape[1:]), str(images.dtype)
+                steps_per_epoch = math.ceil(len(images) / batch_size)
+                fit_args = dict(x=images, y=labels, batch_size=batch_size, shuffle=True)
+            else:
+                image_shape, dtype = _image_input(train_data)
+                steps_per_epoch = _dataset_steps(train_data)
+                if train_features is None:  # not read yet: checked as fit reads it
+                    train_data = _checked_train_input(train_data, num_classes)
+                fit_args = dict(x=train_data, shuffle=False)  # shuffled by the caller
+            if len(image_shape) != 3:
+                raise ValueError(
+                    "train images must have shape (N, height, width, channels). "
+                    f"Received: image shape {image_shape}"
+                )
+            model = _FrozenEncoderClassifier(
+                encoder,
+                classifier,
+                augmentation=_RandomCropFlip(padding, seed=seed, name="crop_flip"),
+                name="linear_probe",
+            )
+            model.build((None,) + image_shape)
+        else:
+            steps_per_epoch = math.ceil(len(train_features) / batch_size)
+            fit_args = dict(
+                x=train_features, y=train_labels.reshape(-1), batch_size=batch_size, shuffle=True
+            )
+            model = classifier
 
-    if standardize_features:
-        classifier = _folded_classifier(standardize, linear, feature_dim)
-    # Not classifier.predict: under a JAX distribution it refuses a batch that
-    # does not split evenly over the devices.
-    logits = predict_in_batches(classifier, test_features, 1024)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
+        )
+        with _FrozenTrainability(encoder):
+            model.compile(
+                optimizer=_make_optimizer(optimizer, schedule, momentum, weight_decay),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+            )
+            with input_checks.raise_input_errors():
+                history = model.fit(epochs=epochs, verbose=verbose, **fit_args)
+
+        if standardize_features:
+            classifier = _folded_classifier(standardize, linear, feature_dim)
+        # Not classifier.predict: under a JAX distribution it refuses a batch that
+        # does not split evenly over the devices.
+        logits = predict_in_batches(classifier, test_features, 1024)
     test_labels = np.asarray(test_labels).reshape(-1)
     return {
         "top1": _top_k_accuracy(logits, test_labels, 1),
@@ -639,33 +649,39 @@ def fine_tune(
             x=_checked_train_input(train_data, num_classes), shuffle=False
         )
 
-    encoder_copy = _copy_layer(encoder, (None,) + image_shape)
-    feature_shape = tuple(encoder_copy.compute_output_shape((None,) + image_shape))
-    head_copy = _copy_layer(head, feature_shape) if ft_proj_selector else None
-    tuned = _FineTuneModel(
-        encoder_copy,
-        head_copy,
-        int(ft_proj_selector),
-        keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
-            name="classifier",
-        ),
-        _RandomCropFlip(padding, seed=seed, name="crop_flip"),
-        name="fine_tuned",
-    )
-    tuned.build((None,) + image_shape)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
-    )
-    tuned.compile(
-        optimizer=_make_optimizer(optimizer, schedule, momentum, weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    with input_checks.raise_input_errors():
-        history = tuned.fit(epochs=epochs, verbose=verbose, **fit_args)
-    logits, test_labels = _predict_logits(tuned, test_data, batch_size, num_classes)
+    if train_arrays is not None:
+        even = batches_split_evenly(batch_size, num_examples=len(train_arrays[0]))
+    else:
+        even = batches_split_evenly(batch_size, dataset=train_data)
+    # As in linear_evaluation: without a JAX distribution that would refuse a batch.
+    with distribution_for_fit(even):
+        encoder_copy = _copy_layer(encoder, (None,) + image_shape)
+        feature_shape = tuple(encoder_copy.compute_output_shape((None,) + image_shape))
+        head_copy = _copy_layer(head, feature_shape) if ft_proj_selector else None
+        tuned = _FineTuneModel(
+            encoder_copy,
+            head_copy,
+            int(ft_proj_selector),
+            keras.layers.Dense(
+                num_classes,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=seed),
+                name="classifier",
+            ),
+            _RandomCropFlip(padding, seed=seed, name="crop_flip"),
+            name="fine_tuned",
+        )
+        tuned.build((None,) + image_shape)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(1, epochs * steps_per_epoch)
+        )
+        tuned.compile(
+            optimizer=_make_optimizer(optimizer, schedule, momentum, weight_decay),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        with input_checks.raise_input_errors():
+            history = tuned.fit(epochs=epochs, verbose=verbose, **fit_args)
+        logits, test_labels = _predict_logits(tuned, test_data, batch_size, num_classes)
     return {
         "top1": _top_k_accuracy(logits, test_labels, 1),
         "top5": _top_k_accuracy(logits, test_labels, 5),
