@@ -385,16 +385,21 @@ def _local_encoder(config, image_size):
     """
     import keras_simclr as ks
 
-    return ks.models.create_encoder(
-        config["model"], image_size, width_multiplier=config["width_multiplier"]
-    )
+    with ks.distribute.no_distribution():
+        return ks.models.create_encoder(
+            config["model"], image_size, width_multiplier=config["width_multiplier"]
+        )
 
 
 def _copy_encoder_weights(model, local):
     """`local` <- `model.encoder`'s weights (every worker: reading may be collective)."""
-    if not local.built:
-        local.build((None,) + tuple(model.encoder.input_shape[1:]))
-    local.set_weights(model.encoder.get_weights())
+    from keras_simclr import distribute
+
+    weights = model.encoder.get_weights()
+    with distribute.no_distribution():
+        if not local.built:
+            local.build((None,) + tuple(model.encoder.input_shape[1:]))
+        local.set_weights(weights)
     return local
 
 
@@ -418,8 +423,11 @@ def _knn_monitor(config, train, evaluation, batches, local_encoder=None):
         """Evaluates a one-device copy of the encoder, refreshed before each evaluation."""
 
         def evaluate(self):
+            from keras_simclr import distribute
+
             _copy_encoder_weights(self.model, self.encoder)
-            return super().evaluate()
+            with distribute.no_distribution():
+                return super().evaluate()
 
     monitor = KNNMonitor if local_encoder is None else LocalEncoderKNN
     return monitor(
@@ -522,7 +530,9 @@ def _run_as_worker(flags, saved, resuming, strategy, role):
 
 def _run_guarded(flags, saved, resuming, strategy, role, write_dir):
     """`_run_locked`; with several workers, a lost worker becomes one error line."""
-    if role.num_workers == 1:
+    import keras
+
+    if role.num_workers == 1 or keras.backend.backend() != "tensorflow":
         return _run_locked(flags, saved, resuming, strategy, role, write_dir)
     import tensorflow as tf
 
@@ -637,6 +647,9 @@ def _run_locked(flags, saved, resuming, strategy, role, write_dir):
     )
     settings["workers"] = role.num_workers
     write_run_config(write_dir, flags, settings)
+    if role.num_workers > 1 and keras.backend.backend() == "jax":
+        # Each JAX process feeds its own part of every global batch.
+        batches = distribute.process_part(batches, role.task_id, role.num_workers)
     if isinstance(batches, keras.utils.PyDataset):
         # A resumed run goes on with the epoch orders of an uninterrupted one.
         batches.epoch = initial_epoch
@@ -694,9 +707,10 @@ def _run_locked(flags, saved, resuming, strategy, role, write_dir):
         # variables); only the chief writes the export.
         _copy_encoder_weights(model, local_encoder)
         if role.is_chief:
-            export_encoder(
-                local_encoder, os.path.join(write_dir, "encoder"), image_size=image_size
-            )
+            with distribute.no_distribution():
+                export_encoder(
+                    local_encoder, os.path.join(write_dir, "encoder"), image_size=image_size
+                )
     rows = log_rows(log_path)
     # log.csv numbers epochs from 0; metrics from 1, as --epochs does.
     knn_per_epoch = {

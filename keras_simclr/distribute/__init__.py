@@ -11,6 +11,8 @@ from keras_simclr.distribute.strategy import check_global_batch
 from keras_simclr.distribute.strategy import replicas_of
 from keras_simclr.distribute.keras_workarounds import fix_symbolic_build
 from keras_simclr.distribute.strategy import WorkerRole
+from keras_simclr.distribute.strategy import no_distribution
+from keras_simclr.distribute.strategy import process_part
 from keras_simclr.distribute.strategy import resolve_strategy
 from keras_simclr.distribute.strategy import same_on_every_worker
 from keras_simclr.distribute.strategy import worker_role
@@ -19,7 +21,9 @@ __all__ = [
     "check_global_batch",
     "cross_replica_concat",
     "fix_symbolic_build",
+    "no_distribution",
     "num_replicas_in_sync",
+    "process_part",
     "replicas_of",
     "resolve_strategy",
     "same_on_every_worker",

@@ -1,6 +1,7 @@
 """One call that picks the right way to spread training over the devices present."""
 
 import collections
+import contextlib
 import json
 import os
 
@@ -43,7 +44,12 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
     returns `keras.distribution.DataParallel` over them: each device holds a
     shard of the batch, and a jitted step sees the whole global batch, so
     NT-Xent negatives and BatchNorm statistics are global by construction.
-    One device returns `None`.
+    One device returns `None`. Several processes
+    (`KERAS_DISTRIBUTION_NUM_PROCESSES` > 1, with
+    `KERAS_DISTRIBUTION_JOB_ADDRESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`):
+    `keras.distribution.initialize()` (JAX's distributed runtime) and
+    `DataParallel` over every process's devices, each process feeding its
+    own part of each global batch (see `process_part`).
 
     Use the result's `scope()` around model creation (both kinds have one):
 
@@ -73,6 +79,18 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
     if keras.backend.backend() == "jax":
         import jax
 
+        if worker_role().num_workers > 1:
+            # Several processes: JAX's distributed runtime first (it reads
+            # KERAS_DISTRIBUTION_*), then one DataParallel over every
+            # process's devices; each process feeds its own part of every
+            # global batch (`process_part`), so auto-sharding is off.
+            if not jax.distributed.is_initialized():
+                keras.distribution.initialize()
+            distribution = keras.distribution.DataParallel(
+                devices=jax.devices(), auto_shard_dataset=False
+            )
+            keras.distribution.set_distribution(distribution)
+            return distribution
         devices = list(devices) if devices is not None else jax.devices()
         if tpu is not None:
             devices = jax.devices("tpu")
@@ -107,8 +125,33 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
     return tf.distribute.get_strategy()
 
 
+def _jax_process_role():
+    """The role from Keras's `KERAS_DISTRIBUTION_*` variables (JAX processes)."""
+    count = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "").strip()
+    if not count:
+        return WorkerRole("worker", 0, 1, True)
+    index = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "").strip()
+    try:
+        count, index = int(count), int(index)
+    except ValueError:
+        count = index = -1
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            "KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer and "
+            "KERAS_DISTRIBUTION_PROCESS_ID an integer in [0, processes). Received: "
+            f"KERAS_DISTRIBUTION_NUM_PROCESSES={os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES')!r}, "
+            f"KERAS_DISTRIBUTION_PROCESS_ID={os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID')!r}"
+        )
+    return WorkerRole("process", index, count, index == 0)
+
+
 def worker_role(tf_config=None):
     """This process's role in the cluster `TF_CONFIG` describes (no TensorFlow needed).
+
+    On the JAX backend (and `tf_config=None`) the cluster is Keras's instead:
+    `KERAS_DISTRIBUTION_NUM_PROCESSES` processes, this one
+    `KERAS_DISTRIBUTION_PROCESS_ID` (`keras.distribution.initialize`'s
+    variables), process 0 the chief, task type `"process"`.
 
     `TF_CONFIG` is TensorFlow's JSON cluster description, e.g. for the
     second of two workers
@@ -127,6 +170,8 @@ def worker_role(tf_config=None):
         ValueError: `TF_CONFIG` is not JSON, or names several workers but no
             valid task for this process.
     """
+    if tf_config is None and keras.backend.backend() == "jax":
+        return _jax_process_role()
     text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if not text.strip():
         return WorkerRole("worker", 0, 1, True)
@@ -196,7 +241,18 @@ def same_on_every_worker(strategy, value):
         strategy: a `tf.distribute.Strategy`, or `None` (one process: `True`).
         value: this process's integer.
     """
-    if strategy is None or keras.backend.backend() != "tensorflow":
+    if strategy is None:
+        return True
+    if keras.backend.backend() == "jax":
+        import jax
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        if jax.process_count() == 1:
+            return True
+        values = multihost_utils.process_allgather(np.array([value], "int64"))
+        return bool(np.all(np.asarray(values) == value))
+    if keras.backend.backend() != "tensorflow":
         return True
     import tensorflow as tf
 
@@ -206,3 +262,91 @@ def same_on_every_worker(strategy, value):
     ).numpy()
     replicas = strategy.num_replicas_in_sync
     return bool(replicas * total[1] == total[0] * total[0])
+
+
+def process_part(batches, index, count):
+    """This process's part of every global batch: rows `[index*b, (index+1)*b)`, `b = B / count`.
+
+    For JAX multi-process data parallelism, where each process feeds its own
+    slice of the global batch (`DataParallel(auto_shard_dataset=False)`).
+    Every process must see the same global batches (the same data, seed
+    and order), as `ShuffledBatches` and a seeded tf.data pipeline give.
+
+    Args:
+        batches: a `keras.utils.PyDataset` yielding `(images, labels)` or
+            `(images,)` global batches (its `epoch` attribute, if any, stays
+            reachable and settable through the result), or a batched
+            `tf.data.Dataset`.
+        index: this process's index.
+        count: the number of processes; must divide the batch size.
+
+    Returns:
+        the same kind of object, yielding `B / count` rows per batch.
+    """
+    if count == 1:
+        return batches
+    if hasattr(batches, "element_spec"):  # tf.data
+        import tensorflow as tf
+
+        def part(*tensors):
+            rows = tf.shape(tensors[0])[0] // count
+            return tuple(t[index * rows:(index + 1) * rows] for t in tensors)
+
+        return batches.map(part)
+    return _ProcessBatches(batches, index, count)
+
+
+class _ProcessBatches(keras.utils.PyDataset):
+    def __init__(self, batches, index, count):
+        super().__init__()
+        self._batches = batches
+        self._index = index
+        self._count = count
+
+    @property
+    def epoch(self):
+        return self._batches.epoch
+
+    @epoch.setter
+    def epoch(self, value):
+        self._batches.epoch = value
+
+    @property
+    def num_batches(self):
+        return self._batches.num_batches
+
+    def __len__(self):
+        return len(self._batches)
+
+    def __getitem__(self, i):
+        batch = self._batches[i]
+        if not isinstance(batch, tuple):
+            batch = (batch,)
+        rows = len(batch[0]) // self._count
+        part = tuple(t[self._index * rows:(self._index + 1) * rows] for t in batch)
+        return part if len(part) > 1 else part[0]
+
+    def on_epoch_begin(self):
+        self._batches.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self._batches.on_epoch_end()
+
+
+@contextlib.contextmanager
+def no_distribution():
+    """JAX: runs its block with no Keras distribution set (one device), then restores it.
+
+    For work every process does on its own, e.g. a one-device copy of the
+    encoder for kNN features and the export. On TensorFlow it does nothing
+    (build outside `strategy.scope()` instead).
+    """
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
