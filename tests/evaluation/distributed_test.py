@@ -18,6 +18,24 @@ import numpy as np
 
 from tests.conftest import run_in_subprocess
 
+def small_encoder(synchronized=False):
+    """conv -> BatchNorm -> ReLU, twice, -> global average pooling: (B, 32, 32, 3) -> (B, 16).
+
+    The evaluation code treats every encoder alike; this one traces and
+    compiles in a fraction of a ResNet's time (the tests start fresh processes).
+    """
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for i, filters in enumerate((8, 16)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"bn{i}")(x)
+        x = keras.layers.ReLU()(x)
+    outputs = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, outputs, name="encoder")
+
+
 _MIRRORED = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -26,6 +44,7 @@ import keras
 import keras_simclr as ks
 from keras_simclr import evaluation as ev
 from tests.conftest import decode_cifar
+from tests.evaluation.distributed_test import small_encoder
 
 images, labels = decode_cifar("train", 192)
 train, test = (images[:128], labels[:128]), (images[128:], labels[128:])
@@ -36,8 +55,7 @@ views = (floats, floats[:, :, ::-1])
 def build():
     # Synchronized BatchNorm: the mirrored step then equals the single-device one.
     model = ks.models.ContrastiveModel(
-        encoder=ks.models.create_encoder(
-            "resnet18_cifar", 32, width_multiplier=0.125, sync_batchnorm=True),
+        encoder=small_encoder(synchronized=True),
         projection_head=ks.models.ProjectionHead(output_dim=16, sync_batchnorm=True),
         augmenter=None, temperature=0.2)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
@@ -74,6 +92,9 @@ for name, model in (("single", single), ("mirrored", mirrored)):
     keras.utils.set_random_seed(5)
     result["linear_augment"] = ev.linear_evaluation(
         model, train, test, 10, epochs=1, batch_size=32, seed=5)["top1"]
+    keras.utils.set_random_seed(5)
+    result["fine_tune"] = ev.fine_tune(
+        model, train, test, 10, ft_proj_selector=1, epochs=1, batch_size=32, seed=5)["top1"]
 out["feature_diff"] = float(np.abs(features["single"] - features["mirrored"]).max())
 
 # Called inside the strategy's scope, where a model built outside it takes the
@@ -101,11 +122,12 @@ def test_mirrored_model_evaluates_as_on_one_device():
     assert scoped["rows"] == scoped["rows_mirrored"] == 100, result
     assert result["feature_diff"] < 1e-5, result
     # Same weights, same numbers.
-    for key in ("knn", "linear_features", "linear_augment"):
+    for key in ("knn", "linear_features", "linear_augment", "fine_tune"):
         assert mirrored[key] == single[key], (key, result)
     assert scoped["knn"] == single["knn"], result
-    # fine_tune outside the scope trains a single-device copy; inside it, its
-    # top1 must still be its model's accuracy on the 64 test images.
+    # Inside the scope fine_tune trains on both replicas (its crops and flips
+    # drawn per replica), so its number is not the single-device one; it must
+    # still be its model's accuracy on the 64 test images.
     assert scoped["fine_tune_top1"] == scoped["fine_tune_recount"], result
     # KNNMonitor inside the mirrored fit: what evaluate_knn gives the
     # single-device twin for the same weights, and in History.
@@ -115,3 +137,55 @@ def test_mirrored_model_evaluates_as_on_one_device():
     # z_std, which under a strategy is the mean of per-replica deviations: 1.2%
     # below the single-device value here; that metric is ContrastiveModel's.)
     assert mirrored["alarms"] == [1], result
+
+
+_DATA_PARALLEL = """
+import json, numpy as np, jax, keras
+from keras_simclr import evaluation as ev
+from tests.conftest import decode_cifar
+from tests.evaluation.distributed_test import small_encoder
+
+images, labels = decode_cifar("train", 159)
+test = (images[64:], labels[64:])  # 95 images: no batch of them splits over 2 devices
+
+keras.utils.set_random_seed(3)
+single = small_encoder()
+distribution = keras.distribution.DataParallel(devices=jax.devices())
+keras.distribution.set_distribution(distribution)
+dist = small_encoder()
+dist.set_weights(single.get_weights())
+out = {"devices": len(dist.get_layer("conv0").kernel.value.sharding.device_set)}
+features = {}
+for name, model in (("dist", dist), ("single", single)):
+    if name == "single":
+        keras.distribution.set_distribution(None)
+    result = out[name] = {}
+    features[name] = ev.extract_features(model, images[:99], batch_size=32)  # 32 x 3 + 3
+    result["rows"] = len(features[name])
+    result["knn"] = ev.evaluate_knn(model, (images[:61], labels[:61]), test, 10, batch_size=32)
+    for n in (61, 64):  # batches of 16: 61 ends on 13 (refused by the data-parallel fit), 64 splits
+        keras.utils.set_random_seed(5)
+        result["linear_%d" % n] = ev.linear_evaluation(
+            model, (images[:n], labels[:n]), test, 10, epochs=2, batch_size=16,
+            augment=False, seed=5)["top1"]
+    result["distribution_after"] = type(keras.distribution.distribution()).__name__
+out["feature_diff"] = float(np.abs(features["single"] - features["dist"]).max())
+print(json.dumps(out))
+"""
+
+
+def test_jax_data_parallel_model_evaluates_as_on_one_device():
+    out = run_in_subprocess(
+        _DATA_PARALLEL,
+        backend="jax",
+        extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    single, dist = result["single"], result["dist"]
+    assert result["devices"] == 2, result
+    assert dist["rows"] == single["rows"] == 99, result
+    assert result["feature_diff"] < 1e-5, result
+    for key in ("knn", "linear_61", "linear_64"):
+        assert dist[key] == single[key], (key, result)
+    # The distribution lifted for the uneven probe is back afterwards.
+    assert dist["distribution_after"] == "DataParallel", result
