@@ -23,6 +23,19 @@ change to a flag that alters training is refused before any work, naming old
 and new values (`--noresume` starts over). A finished run started again
 reports its result and changes nothing. Every expected failure prints one
 `error:` line and exits with status 2.
+
+Several machines: start the same command on each, with `TF_CONFIG` naming
+every worker (TensorFlow: `MultiWorkerMirroredStrategy`) or, on JAX,
+`KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES` and
+`KERAS_DISTRIBUTION_PROCESS_ID` (`keras.distribution.initialize`,
+`DataParallel` over every process's devices). `--batch_size` is the global
+batch. Only the chief (the `chief` task, else worker or process 0) writes
+`--output_dir` and holds its lock; the others write their copies to a
+temporary folder they delete. A resume reads the chief's `--output_dir` on
+every worker, so they must share it (one machine or a network file system).
+On TensorFlow a worker that dies stops the others with an `error:` line
+(`--collective_timeout` bounds the wait for one that hangs).
+`examples/multi_worker_local.py` starts N workers on one machine.
 """
 
 import contextlib
@@ -532,6 +545,8 @@ def _run_guarded(flags, saved, resuming, strategy, role, write_dir):
     """`_run_locked`; with several workers, a lost worker becomes one error line."""
     import keras
 
+    if role.num_workers > 1 and keras.backend.backend() == "jax":
+        return _run_jax_process(flags, saved, resuming, strategy, role, write_dir)
     if role.num_workers == 1 or keras.backend.backend() != "tensorflow":
         return _run_locked(flags, saved, resuming, strategy, role, write_dir)
     import tensorflow as tf
@@ -556,6 +571,38 @@ def _run_guarded(flags, saved, resuming, strategy, role, write_dir):
             "hung or lost the network. Start every worker again with the same flags; "
             f"they resume from the chief's last checkpoint in {flags['output_dir']}"
         ) from None
+
+
+def _run_jax_process(flags, saved, resuming, strategy, role, write_dir):
+    """One of several JAX processes; a failed collective ends it with one error line.
+
+    When another process dies, this one's next collective raises
+    `JaxRuntimeError` ("Gloo AllGather failed: ... Connection reset by
+    peer" on CPUs), and JAX's distributed service then aborts the process at
+    exit (its shutdown barrier fails; status 134, a C++ stack). So the
+    `error:` line is printed here and the process leaves with status 2
+    without that shutdown (`os._exit`).
+    """
+    import sys
+
+    import jax
+
+    try:
+        return _run_locked(flags, saved, resuming, strategy, role, write_dir)
+    except jax.errors.JaxRuntimeError as error:
+        message = " ".join(str(error).split())
+        if len(message) > 240:
+            message = message[:240] + "..."
+        print(
+            f"error: {role.task_type} {role.task_id} of {role.num_workers} JAX processes: a "
+            f"collective failed (JaxRuntimeError: {message}): another process stopped or "
+            "the network failed. Start every process again with the same flags; they "
+            f"resume from the chief's last checkpoint in {flags['output_dir']}",
+            file=sys.stderr,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
 
 
 def _run_locked(flags, saved, resuming, strategy, role, write_dir):
