@@ -2,7 +2,13 @@
 
 Everything here is `keras.ops` and NumPy: it runs on every backend and
 imports without TensorFlow. TensorFlow is touched only when the caller passes
-a `tf.data.Dataset` (it is then already imported).
+a `tf.data.Dataset` or the backend is TensorFlow (it is then already
+imported).
+
+Features come from `forward.predict_batch`, not `predict_on_batch`: one row
+per image also for an encoder built under a `tf.distribute` strategy or a
+JAX distribution, equal to what the single-device encoder with the same
+weights gives.
 """
 
 import keras
@@ -126,6 +132,10 @@ def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
             [0, 1]; float images must be in [0, 1] already and are used as
             they are (never rescaled or clipped).
         batch_size: batch size for arrays and unbatched datasets.
+
+    On a model built under a `tf.distribute` strategy (or called in a
+    strategy's scope) the encoder runs on one device, outside the replica
+    context: the single-device features, one row per image.
 
     Returns:
         `features`, float32 `(N, F)`, when the data has no labels;

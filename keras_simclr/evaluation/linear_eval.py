@@ -308,6 +308,13 @@ def linear_evaluation(
     The encoder's weights (BatchNorm statistics included) are not changed,
     and its `trainable` flags are restored afterwards.
 
+    Distributed models: features and test logits are computed one row per
+    image under a `tf.distribute` strategy (see `extract_features`). Under a
+    JAX `keras.distribution` the classifier trains data-parallel when every
+    training batch splits evenly over the devices; otherwise (Keras's JAX
+    `fit` refuses such a batch) it is made and trained without the
+    distribution, which is restored afterwards.
+
     Args:
         model_or_encoder: the encoder `keras.Model`, or a model with an
             `.encoder` attribute (e.g. `ContrastiveModel`).
@@ -582,6 +589,12 @@ def fine_tune(
     copied (the given model is not changed); everything in the copy is
     trained, BatchNorm in training mode, on images with a random crop with
     padding and a horizontal flip, with a cosine learning-rate decay.
+
+    Distributed models: the copy is made where `fine_tune` is called (in a
+    `tf.distribute` scope it trains on every replica; outside, on one
+    device), and its test logits are one row per image either way. Under a
+    JAX distribution it trains without it when a training batch would not
+    split evenly over the devices, as in `linear_evaluation`.
 
     Args:
         model: a model with `.encoder` and `.projection_head` (a
