@@ -1,3 +1,5 @@
+import random
+
 import keras
 from keras import ops
 
@@ -16,13 +18,21 @@ def _clone(layer, prefix):
 
 
 class _UnitRows(keras.initializers.Initializer):
-    """Standard normal rows scaled to unit L2 norm (MoCo's queue init)."""
+    """Standard normal rows scaled to unit L2 norm (MoCo's queue init).
+
+    `seed=None` draws an integer seed now, from Python's `random` (as
+    Keras's own initializers do, so `keras.utils.set_random_seed` makes it
+    reproducible): an unseeded random op raises on JAX when the model is
+    built inside a traced function, as `fit` builds it.
+    """
 
     def __init__(self, seed=None):
         self.seed = seed
+        # Keras's `make_default_seed`, which is not public API.
+        self._draw_seed = random.randint(1, int(1e9)) if seed is None else seed
 
     def __call__(self, shape, dtype=None):
-        rows = keras.random.normal(shape, dtype=dtype, seed=self.seed)
+        rows = keras.random.normal(shape, dtype=dtype, seed=self._draw_seed)
         return _normalize(rows)
 
     def get_config(self):
@@ -100,7 +110,8 @@ class MoCoModel(ContrastiveModel):
         num_classes: if set, an online linear probe on `stop_gradient(h)`
             of the queries, trained on the labels the batches carry and
             logged as `probe_accuracy`.
-        seed: seed of the key shuffling.
+        seed: seed of the key shuffling and of the initial queue; `None`:
+            random (fixed by `keras.utils.set_random_seed`).
         **kwargs: forwarded to `keras.Model`.
 
     Example:

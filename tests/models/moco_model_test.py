@@ -301,8 +301,10 @@ inputs = keras.Input((8, 8, 3))
 x = keras.layers.Conv2D(16, 3, padding="same")(inputs)
 x = keras.layers.BatchNormalization()(x)
 x = keras.layers.GlobalAveragePooling2D()(x)
+# No seed: the queue initializer and the key shuffle must work unseeded
+# when fit builds the model inside the traced step.
 model = ks.models.MoCoModel(keras.Model(inputs, x), ks.models.ProjectionHead(output_dim=6),
-                            queue_size=12, momentum=0.5, shuffle_bn_splits=2, seed=0)
+                            queue_size=12, momentum=0.5, shuffle_bn_splits=2)
 rng = np.random.default_rng(0)
 pair = (rng.random((8, 8, 8, 3)).astype("float32"), rng.random((8, 8, 8, 3)).astype("float32"))
 model.compile(optimizer=keras.optimizers.SGD(0.0))
@@ -312,10 +314,27 @@ k.assign(np.asarray(k) + 1.0)
 k0, q0 = np.array(k), np.array(model.encoder.weights[0])
 h = model.fit((np.concatenate([pair[0]] * 2), np.concatenate([pair[1]] * 2)),
               batch_size=8, epochs=1, shuffle=False, verbose=0)
+# As the class docstring's example: uint8 images, an unseeded MoCo v2
+# augmenter (crop, color, blur), no seed anywhere.
+docstring_model = ks.models.MoCoModel(
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3),
+                      keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D()]),
+    ks.models.ProjectionHead(output_dim=6),
+    augmenter=ks.augment.SimCLRAugmentation(8, preset="moco_v2"),
+    queue_size=32, shuffle_bn_splits=2)
+docstring_model.compile(optimizer=keras.optimizers.SGD(0.03, momentum=0.9))
+images = rng.integers(0, 256, size=(16, 8, 8, 3)).astype("uint8")
+augmented = docstring_model.fit(images, batch_size=8, verbose=0)
+queue = np.asarray(docstring_model.queue)
 print(json.dumps({
     "loss": h.history["loss"][0],
     "pointer": int(model.queue_pointer),
     "ema_error": float(np.abs(np.array(k) - (0.25 * k0 + 0.75 * q0)).max()),
+    "augmented_loss": augmented.history["loss"][0],
+    "augmented_pointer": int(docstring_model.queue_pointer),
+    # Rows not yet written: the initial queue, random unit rows.
+    "initial_rows": np.linalg.norm(queue[16:], axis=1).tolist(),
+    "initial_spread": float(queue[16:].std(axis=0).mean()),
 }))
 """
 
@@ -325,6 +344,10 @@ def test_builds_and_steps_on_the_jax_backend():
     assert np.isfinite(result["loss"])
     assert result["pointer"] == 0  # 24 keys into a ring of 12
     assert result["ema_error"] < 1e-6
+    assert np.isfinite(result["augmented_loss"])
+    assert result["augmented_pointer"] == 16
+    np.testing.assert_allclose(result["initial_rows"], 1.0, rtol=1e-5)
+    assert result["initial_spread"] > 0.1  # random rows, not one row repeated
 
 
 _TF_REPLICAS = """
