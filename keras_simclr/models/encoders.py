@@ -31,7 +31,9 @@ def create_encoder(
         image_size: image side in pixels.
         width_multiplier: overrides the named model's width (e.g. 0.25 for
             quick runs), > 0; `None` keeps it.
-        sync_batchnorm: global BatchNorm under a `tf.distribute` strategy.
+        sync_batchnorm: global BatchNorm statistics under a `tf.distribute`
+            strategy; accepted on JAX, where they are global already under
+            `keras.distribution.DataParallel` (see `ResNet`).
         **kwargs: forwarded to `ResNet`.
 
     Returns:

@@ -15,8 +15,12 @@ class ProjectionHead(keras.layers.Layer):
         hidden_dim: width of the hidden layers; `None` keeps the input width
             (SimCLR's choice).
         output_dim: width of the projection z (SimCLR: 128).
-        sync_batchnorm: if `True`, BatchNorm statistics are computed over the
-            global batch under a `tf.distribute` strategy.
+        sync_batchnorm: if `True`, BatchNorm uses the statistics of the
+            global batch: `BatchNormalization(synchronized=True)` under a
+            `tf.distribute` strategy on TensorFlow. JAX: accepted, and
+            nothing needs doing: under `keras.distribution.DataParallel` the
+            compiled step sees the global batch, so the batch statistics are
+            already global. Other backends: ignored.
         bn_momentum: BatchNorm momentum (SimCLR: 0.9).
         bn_epsilon: BatchNorm epsilon (SimCLR: 1e-5).
         **kwargs: forwarded to `keras.layers.Layer`.
@@ -87,7 +91,10 @@ class ProjectionHead(keras.layers.Layer):
                 norm = keras.layers.BatchNormalization(
                     momentum=self.bn_momentum,
                     epsilon=self.bn_epsilon,
-                    synchronized=self.sync_batchnorm,
+                    # Keras refuses synchronized=True off TensorFlow (on JAX
+                    # the statistics are global already: see the docstring).
+                    synchronized=bool(self.sync_batchnorm)
+                    and keras.backend.backend() == "tensorflow",
                     dtype=self.dtype_policy,
                     name=f"batch_normalization_{i}",
                 )

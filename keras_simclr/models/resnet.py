@@ -32,10 +32,16 @@ class ResNet(keras.Model):
             convolution and no max-pool. `False`: the ImageNet stem, a 7x7
             stride-2 convolution and a 3x3 stride-2 max-pool.
         input_shape: image shape `(H, W, 3)`; `H` and `W` may be `None`.
-        sync_batchnorm: if `True`, every BatchNorm is
-            `BatchNormalization(synchronized=True)`: statistics over the
-            global batch under a `tf.distribute` strategy (TensorFlow backend
-            only; other backends ignore it).
+        sync_batchnorm: if `True`, BatchNorm uses the statistics of the
+            global batch. TensorFlow: every BatchNorm is
+            `BatchNormalization(synchronized=True)`, which all-reduces them
+            across the replicas of a `tf.distribute` strategy. JAX: accepted,
+            and nothing needs doing: under `keras.distribution.DataParallel`
+            the compiled step sees the global batch (sharded over the
+            devices; XLA adds the cross-device reductions), so the batch
+            statistics are already global, with or without this flag. Other
+            backends: ignored (per-device statistics). Kept in the config, so
+            a model saved on one backend loads on another.
         bn_momentum: BatchNorm moving-average momentum (SimCLR: 0.9).
         bn_epsilon: BatchNorm epsilon (SimCLR: 1e-5).
         **kwargs: forwarded to `keras.Model` (e.g. `name`).
@@ -98,7 +104,10 @@ class ResNet(keras.Model):
             return keras.layers.BatchNormalization(
                 momentum=bn_momentum,
                 epsilon=bn_epsilon,
-                synchronized=sync_batchnorm,
+                # Keras refuses synchronized=True off TensorFlow (see the
+                # docstring: on JAX the statistics are global already).
+                synchronized=bool(sync_batchnorm)
+                and keras.backend.backend() == "tensorflow",
                 gamma_initializer="zeros" if zero_init else "ones",
                 name=name,
             )

@@ -130,27 +130,53 @@ def test_config_round_trip_and_keras_file(tmp_path):
 
 
 def test_builds_and_steps_on_the_jax_backend():
+    # Also: synchronized BatchNorm is accepted on JAX (Keras refuses
+    # `BatchNormalization(synchronized=True)` there), an augmenter needs no
+    # seed, and under DataParallel (two host devices) a BatchNorm's batch
+    # statistics are those of the global batch, as the docstrings say.
     out = run_in_subprocess(
         """
-import numpy as np, keras
+import numpy as np, keras, jax
 import keras_simclr as ks
 assert keras.backend.backend() == "jax"
 keras.utils.set_random_seed(0)
+encoder = ks.models.ResNet(18, width_multiplier=0.125, cifar_stem=True, input_shape=(32, 32, 3),
+                           sync_batchnorm=True)
+head = ks.models.ProjectionHead(output_dim=16, sync_batchnorm=True)
 model = ks.models.ContrastiveModel(
-    encoder=ks.models.ResNet(18, width_multiplier=0.125, cifar_stem=True, input_shape=(32, 32, 3)),
-    projection_head=ks.models.ProjectionHead(output_dim=16),
-    augmenter=ks.augment.SimCLRAugmentation(32, preset="cifar", seed=0),
+    encoder=encoder,
+    projection_head=head,
+    augmenter=ks.augment.SimCLRAugmentation(32, preset="cifar"),
     temperature=0.5)
 model.compile(optimizer=ks.optimizers.LARS(1.0))
 images = np.random.default_rng(0).integers(0, 255, size=(32, 32, 32, 3)).astype("uint8")
-before = [np.array(w) for w in model.encoder.trainable_weights] if model.built else None
+before = [np.array(w) for w in encoder.trainable_weights]
 history = model.fit(images, batch_size=16, epochs=2, verbose=0)
 print("LOSS", *history.history["loss"])
+print("CHANGED", sum(not np.allclose(a, np.asarray(b)) for a, b in zip(before, encoder.trainable_weights)),
+      len(before))
+print("SYNC", encoder.get_config()["sync_batchnorm"], head.get_config()["sync_batchnorm"])
+devices = jax.devices("cpu")
+with keras.distribution.DataParallel(devices=devices).scope():
+    norm = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization(momentum=0.0)])
+    norm.compile(optimizer="sgd", loss="mse")
+    # One batch of 8: the first 4 rows (device 0) are 0, the last 4 are 10.
+    x = np.concatenate([np.zeros((4, 2)), np.full((4, 2), 10.0)]).astype("float32")
+    norm.fit(x, np.zeros((8, 2), "float32"), batch_size=8, shuffle=False, verbose=0)
+print("DEVICES", len(devices), "MOVING_MEAN", *np.asarray(norm.layers[0].moving_mean))
 """,
         backend="jax",
+        extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     )
-    losses = [float(v) for v in out.split("LOSS")[1].split()]
+    losses = [float(v) for v in out.split("LOSS")[1].split("\n")[0].split()]
     assert len(losses) == 2 and all(np.isfinite(losses)) and all(2.0 < l < 5.0 for l in losses)
+    changed, total = (int(v) for v in out.split("CHANGED")[1].split("\n")[0].split())
+    assert changed > total // 2, (changed, total)
+    assert out.split("SYNC")[1].split("\n")[0].split() == ["True", "True"]
+    devices, moving_mean = out.split("DEVICES")[1].split("\n")[0].split("MOVING_MEAN")
+    assert int(devices) == 2
+    # The global batch mean (5), not a device's (0 or 10).
+    np.testing.assert_allclose([float(v) for v in moving_mean.split()], [5.0, 5.0])
 
 
 def test_mixed_bfloat16_loss_matches_float32():
