@@ -496,9 +496,19 @@ def run_pretraining(config, strategy=None):
         # Before TensorFlow runs any op (data loading included):
         # MultiWorkerMirroredStrategy configures collectives at program
         # startup, and waits here for every worker to join.
-        strategy = distribute.resolve_strategy(
-            tpu=flags["tpu"], collective_timeout=flags.get("collective_timeout")
-        )
+        try:
+            strategy = distribute.resolve_strategy(
+                tpu=flags["tpu"], collective_timeout=flags.get("collective_timeout")
+            )
+        except RuntimeError as error:
+            if "program startup" not in str(error):
+                raise
+            raise PretrainError(
+                f"TF_CONFIG names {role.num_workers} workers, but TensorFlow already ran "
+                "operations in this process, and MultiWorkerMirroredStrategy must be created "
+                "before any: start `keras-simclr pretrain` in a fresh process (or call "
+                f"run_pretraining before any TensorFlow op). ({error})"
+            ) from None
     if not role.is_chief:
         return _run_as_worker(flags, saved, resuming, strategy, role)
     try:

@@ -120,3 +120,26 @@ def test_verbose_2_prints_the_traceback(capsys, tmp_path):
         run_subcommand(pretrain.run_pretraining, config, verbose=2)
     err = capsys.readouterr().err
     assert "Traceback" in err and "error:" in err and "/nonexistent/folder" in err
+
+
+def _tf_config(index):
+    import json
+
+    return json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                       "task": {"type": "worker", "index": index}})
+
+
+def test_bad_or_late_tf_config_is_one_line(capsys, monkeypatch, cifar_folder, tmp_path):
+    config = _config(image_folder=cifar_folder, output_dir=str(tmp_path / "run"))
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    assert "TF_CONFIG is not valid JSON" in _fails_with_one_line(
+        capsys, pretrain.run_pretraining, config
+    )
+    # TensorFlow has run ops in this process: a multi-worker strategy can no
+    # longer be created, and the error says so instead of a traceback.
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1
+    monkeypatch.setenv("TF_CONFIG", _tf_config(0))
+    line = _fails_with_one_line(capsys, pretrain.run_pretraining, config)
+    assert "TF_CONFIG names 2 workers" in line and "fresh process" in line
