@@ -633,6 +633,14 @@ def _run_locked(flags, saved, resuming, strategy, role, write_dir):
     from keras_simclr.evaluation import NonFiniteLossGuard
 
     output_dir = flags["output_dir"]
+    if role.num_workers > 1 and not distribute.same_on_every_worker(strategy, int(resuming)):
+        # The first collective: before the workers' paths (build, restore) diverge.
+        raise PretrainError(
+            f"some workers found a checkpoint in {output_dir} and others did not (this "
+            f"{role.task_type} {role.task_id}: {'found' if resuming else 'none'}): every "
+            "worker reads the chief's --output_dir to resume, so all must see the same "
+            "folder (a shared file system); pass --noresume to start over"
+        )
     if resuming and saved is None:
         raise PretrainError(
             f"{output_dir} holds a checkpoint but no {CONFIG_FILE} (it was written by "
