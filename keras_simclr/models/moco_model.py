@@ -92,6 +92,13 @@ class MoCoModel(ContrastiveModel):
     parameters, not buffers). `model.encoder` is the query encoder, the one
     to evaluate and export.
 
+    `fit` and validation are `ContrastiveModel`'s (see its `fit` for the
+    last partial batch, dropped on JAX, and its class docstring for
+    `validation_data`): validation views are drawn from a fixed seed, the
+    encoders run in inference mode and a `ProjectionHead` normalizes with
+    the batch's statistics; evaluation reads the queue and does not write
+    it.
+
     Args:
         encoder: a `keras.Model` mapping float32 images in [0, 1] to
             features h; its key copy is built from its config.
@@ -252,7 +259,7 @@ class MoCoModel(ContrastiveModel):
         batch = views.shape[0]
         if splits == 1:
             features = self.key_encoder(views, training=training)
-            return self.key_projection_head(features, training=training)
+            return self._project(self.key_projection_head, features, training)
         if batch is not None and batch % splits:
             raise ValueError(
                 "MoCoModel shuffles the keys into `shuffle_bn_splits` BatchNorm "
@@ -290,7 +297,7 @@ class MoCoModel(ContrastiveModel):
         views = self._views(inputs)
         view_q, view_k = ops.split(views, 2, axis=0)
         features = self.encoder(view_q, training=training)
-        query = self.projection_head(features, training=training)
+        query = self._project(self.projection_head, features, training)
         if training:
             momentum = ops.where(
                 self.key_initialized.value > 0,

@@ -1,6 +1,25 @@
 import keras
 
 
+def _normalize_with_batch_statistics(norm, x):
+    """`norm` (a BatchNormalization over the last axis) in training mode,
+    without updating its moving averages. Statistics in float32, as Keras's
+    layer computes them under a mixed-precision policy."""
+    ops = keras.ops
+    values = ops.cast(x, "float32")
+    mean, variance = ops.moments(values, axes=[0])
+    values = ops.batch_normalization(
+        values,
+        mean,
+        variance,
+        axis=-1,
+        offset=None if norm.beta is None else ops.cast(norm.beta, "float32"),
+        scale=None if norm.gamma is None else ops.cast(norm.gamma, "float32"),
+        epsilon=norm.epsilon,
+    )
+    return ops.cast(values, x.dtype)
+
+
 @keras.saving.register_keras_serializable(package="keras_simclr")
 class ProjectionHead(keras.layers.Layer):
     """The projection head g(h) that maps encoder features h to projections z.
@@ -101,7 +120,7 @@ class ProjectionHead(keras.layers.Layer):
                 norm.build(shape)
                 self.norm_layers.append(norm)
 
-    def call(self, inputs, training=None, num_layers=None):
+    def call(self, inputs, training=None, num_layers=None, batch_statistics=False):
         """Applies the head.
 
         Args:
@@ -110,13 +129,21 @@ class ProjectionHead(keras.layers.Layer):
             num_layers: apply only the first `num_layers` layers (with their
                 BatchNorm and ReLU). SimCLR v2 fine-tunes from the output of
                 the first layer (`num_layers=1`). `None` applies them all.
+            batch_statistics: with `training` false, `True` normalizes with
+                the statistics of this batch, as training does, and leaves
+                the moving averages unchanged (`ContrastiveModel` evaluates
+                its loss this way). Ignored in training.
         """
         num_layers = self.num_layers if num_layers is None else num_layers
         x = inputs
         for i in range(num_layers):
             x = self.dense_layers[i](x)
             if i < self.num_layers - 1:
-                x = self.norm_layers[i](x, training=training)
+                norm = self.norm_layers[i]
+                if batch_statistics and not training:
+                    x = _normalize_with_batch_statistics(norm, x)
+                else:
+                    x = norm(x, training=training)
                 x = keras.ops.relu(x)
         return x
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -359,3 +361,137 @@ for name, run in cases.items():
     assert "RAISED dataset x with dtype=float32, min=0, max=255" in out
     assert "RAISED remainder a batch of 1 image(s)" in out
     assert "RAISED labels y values [5] outside [0, 3), num_classes=3" in out
+
+
+class _StepCounter(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.sizes = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.sizes.append(batch)
+
+
+def _steps_per_epoch(history_callback, epochs=1):
+    return len(history_callback.sizes) // epochs
+
+
+def test_drop_remainder_trains_full_batches_only():
+    # TensorFlow keeps Keras's last partial batch unless asked (JAX drops
+    # it by default: tested in a JAX subprocess below).
+    model = _tiny_model()
+    counter = _StepCounter()
+    model.fit(_tiny_images(20), batch_size=8, callbacks=[counter], verbose=0)
+    assert _steps_per_epoch(counter) == 3
+    model.fit(_tiny_images(20), batch_size=8, drop_remainder=True, callbacks=[counter], verbose=0)
+    assert _steps_per_epoch(counter) == 2
+    # A remainder of 1 image is dropped, not refused.
+    model.fit(_tiny_images(17), batch_size=8, drop_remainder=True, callbacks=[counter], verbose=0)
+    assert _steps_per_epoch(counter) == 2
+    # Data smaller than one batch trains as one batch.
+    model.fit(_tiny_images(6), batch_size=8, drop_remainder=True, callbacks=[counter], verbose=0)
+    assert _steps_per_epoch(counter) == 1
+    # Pairs without an augmenter, and Keras's validation_split (the last 4
+    # of 20 validate; 16 train in 2 batches of 8: nothing left to drop).
+    pairs = _tiny_model(augmenter=False)
+    views = _tiny_images(21).astype("float32") / 255.0
+    history = pairs.fit(
+        (views, views[::-1]), batch_size=6, validation_split=0.2, drop_remainder=True,
+        epochs=2, callbacks=[counter], verbose=0,
+    )
+    # floor(21 * 0.8) = 16 train in 2 full batches of 6; 5 validate.
+    assert _steps_per_epoch(counter, epochs=2) == 2
+    assert len(history.history["val_loss"]) == 2
+    with pytest.raises(ValueError, match="Received: drop_remainder='yes'"):
+        model.fit(_tiny_images(16), batch_size=8, drop_remainder="yes", verbose=0)
+
+
+def test_validation_scores_fixed_views_with_the_head_on_batch_statistics(cifar_images):
+    # Real images at 16 px (the tiny encoder collapses on uniform noise).
+    images = cifar_images[0][:32, ::2, ::2]
+    # The head's moving averages far from the batch statistics, as while
+    # the weights change fast early in training: in inference mode they
+    # crowd the projections together (a false collapse).
+    views = images[:16].astype("float32") / 255.0
+    pairs = (views, views[:, ::-1])
+    model = _tiny_model(augmenter=False)
+    model.fit(pairs, batch_size=16, verbose=0)
+    for norm in model.projection_head.norm_layers:
+        norm.moving_mean.assign(norm.moving_mean + 10.0)
+    results = model.evaluate(pairs, batch_size=16, return_dict=True, verbose=0)
+    both = np.concatenate(pairs)
+    h = model.encoder(both, training=False)
+    z = _np(model.projection_head(h, training=False, batch_statistics=True))
+    expected = float(_np(nt_xent_loss(z[:16], z[16:], temperature=model.temperature)))
+    np.testing.assert_allclose(results["loss"], expected, rtol=1e-5)
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(results["z_std"], unit.std(axis=0).mean(), rtol=1e-4)
+    crowded = _np(model.projection_head(h, training=False))
+    crowded /= np.linalg.norm(crowded, axis=1, keepdims=True)
+    assert crowded.std(axis=0).mean() < 0.5 * results["z_std"]
+
+    # With an augmenter every evaluation scores the same views, and
+    # training's random streams are put back afterwards.
+    model = _tiny_model()
+    model.fit(images, batch_size=16, verbose=0)
+    states = [_np(v) for v in model.augmenter.variables]
+    first = model.evaluate(images, batch_size=16, return_dict=True, verbose=0)
+    second = model.evaluate(images, batch_size=16, return_dict=True, verbose=0)
+    assert first == second
+    for before, state in zip(states, model.augmenter.variables):
+        np.testing.assert_array_equal(before, _np(state))
+    history = model.fit(
+        images, batch_size=16, epochs=2, validation_data=(images,), verbose=0
+    )
+    assert len(set(history.history["val_loss"])) == 2  # the model moved
+    assert history.history["val_z_std"][-1] > 0.5 * history.history["z_std"][-1]
+
+
+def test_jax_fit_of_2000_images_at_batch_128_compiles_the_step_once():
+    # 2000 = 15 * 128 + 80: Keras's own batching would end each epoch with a
+    # batch of 80 and compile the step a second time.
+    out = run_in_subprocess(
+        """
+import json, numpy as np, keras
+import keras_simclr as ks
+from keras_simclr.augment import RandomResizedCrop
+assert keras.backend.backend() == "jax"
+keras.utils.set_random_seed(0)
+encoder = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, strides=2),
+                            keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D()])
+model = ks.models.ContrastiveModel(encoder, ks.models.ProjectionHead(output_dim=8),
+                                   augmenter=RandomResizedCrop(16, 16, horizontal_flip=True))
+traces = {"train": [], "test": []}
+compute_loss = model.compute_loss
+def counting(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    # Python runs here once per trace of the jitted step.
+    traces["train" if training else "test"].append(int(y_pred["z"].shape[0]))
+    return compute_loss(x, y, y_pred, sample_weight, training)
+model.compute_loss = counting
+model.compile(optimizer=keras.optimizers.SGD(0.001))
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, size=(2000, 16, 16, 3)).astype("uint8")
+held_out = rng.integers(0, 256, size=(100, 16, 16, 3)).astype("uint8")
+steps = []
+count = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))
+history = model.fit(images, batch_size=128, epochs=2, validation_data=(held_out,),
+                    callbacks=[count], verbose=0)
+states = [np.array(v) for v in model.augmenter.variables]
+first = model.evaluate(held_out, batch_size=128, return_dict=True, verbose=0)
+second = model.evaluate(held_out, batch_size=128, return_dict=True, verbose=0)
+print(json.dumps({
+    "traces": traces, "steps": len(steps), "history": history.history,
+    "first": first, "second": second,
+    "states_kept": all(np.array_equal(a, np.array(v)) for a, v in zip(states, model.augmenter.variables)),
+}))
+""",
+        backend="jax",
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["traces"]["train"] == [256]  # 2 x 128 views, once
+    assert result["steps"] == 2 * 15
+    assert result["traces"]["test"] == [200]
+    assert all(np.isfinite(result["history"]["loss"]))
+    # Fixed validation views on JAX too (the seed states reach the step).
+    assert result["first"] == result["second"]
+    assert result["states_kept"]
+    assert result["first"]["z_std"] > 0.02

@@ -50,3 +50,23 @@ def test_config_round_trip_and_keras_file(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6
     )
+
+
+def test_batch_statistics_outside_training_match_training_without_updates():
+    head = ProjectionHead(num_layers=3, hidden_dim=8, output_dim=4)
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype("float32")
+    head(x)  # build
+    for norm in head.norm_layers:  # moving averages far from this batch's
+        norm.moving_mean.assign(np.full(8, 3.0, "float32"))
+        norm.moving_variance.assign(np.full(8, 0.01, "float32"))
+        norm.gamma.assign(np.linspace(0.5, 1.5, 8).astype("float32"))
+        norm.beta.assign(np.linspace(-0.2, 0.2, 8).astype("float32"))
+    before = [keras.ops.convert_to_numpy(v) for v in head.non_trainable_variables]
+    got = keras.ops.convert_to_numpy(head(x, training=False, batch_statistics=True))
+    after = [keras.ops.convert_to_numpy(v) for v in head.non_trainable_variables]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    inference = keras.ops.convert_to_numpy(head(x, training=False))
+    assert np.abs(got - inference).max() > 0.5 * np.abs(got).max() > 0
+    training = keras.ops.convert_to_numpy(head(x, training=True))
+    np.testing.assert_allclose(got, training, rtol=1e-4, atol=1e-5)
