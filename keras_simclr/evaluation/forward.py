@@ -23,6 +23,8 @@ import weakref
 import keras
 import numpy as np
 
+from keras_simclr.distribute.strategy import no_distribution
+
 # model -> its cross-replica forward, traced once per model (as Keras caches
 # `predict_function`). Weak keys: the entry goes with the model.
 _CROSS_REPLICA_FORWARDS = weakref.WeakKeyDictionary()
@@ -139,9 +141,5 @@ def distribution_for_fit(batches_even):
     if batches_even or _batch_shards() == 1:
         yield
         return
-    distribution = keras.distribution.distribution()
-    keras.distribution.set_distribution(None)
-    try:
+    with no_distribution():
         yield
-    finally:
-        keras.distribution.set_distribution(distribution)
