@@ -158,3 +158,48 @@ def test_a_killed_worker_stops_the_other_with_an_error_line(tiny_folder, tmp_pat
     assert "Traceback" not in err
     assert waited < 120, waited
     assert not os.path.exists(output / "checkpoint.keras")
+
+
+def test_two_jax_processes_train_like_one_process_on_two_devices(
+    tiny_folder, tmp_path  # noqa: F811
+):
+    # keras.distribution.initialize over 127.0.0.1 (JAX's CPU collectives),
+    # DataParallel over both processes' devices; each process feeds its half
+    # of every global batch. Reference: one JAX process, 2 host devices.
+    output, worker_dir = tmp_path / "run", tmp_path / "process1"
+    port = _free_ports(1)[0]
+    command = [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--image_folder",
+               tiny_folder, *FLAGS]
+    processes = []
+    for index in range(2):
+        env = _env()
+        env.update(
+            KERAS_BACKEND="jax",
+            KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port},127.0.0.1:{port + 1}",
+            KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+            KERAS_DISTRIBUTION_PROCESS_ID=str(index),
+            KERAS_SIMCLR_WORKER_DIR=str(worker_dir),
+        )
+        processes.append(subprocess.Popen(
+            [*command, "--output_dir", str(output)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
+        ))
+    reference = tmp_path / "two_devices"
+    env = _env()
+    env.update(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    single = subprocess.run(
+        [*command, "--output_dir", str(reference)], capture_output=True, text=True,
+        cwd=REPO_ROOT, env=env, timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    for process in processes:
+        code, out, err = _finish(process)
+        assert code == 0, out[-2000:] + err[-3000:]
+    with open(output / "metrics.json") as f:
+        assert json.load(f)["optimizer_iterations"] == 3
+    with open(reference / "metrics.json") as f:
+        assert json.load(f)["replicas"] == 2
+    assert "encoder" not in os.listdir(worker_dir)
+    chief = _weights(output / "checkpoint.keras")
+    assert _worst(chief, _weights(worker_dir / "checkpoint.keras")) == 0.0
+    assert _worst(chief, _weights(reference / "checkpoint.keras")) <= 1e-5
