@@ -613,7 +613,9 @@ class ContrastiveModel(keras.Model):
         self.contrastive_accuracy_tracker.update_state(
             contrastive_accuracy(z_a, z_b, keys=keys, offset=offset)
         )
-        z = _normalize(ops.concatenate([z_a, z_b], axis=0))
+        # Over the global batch (the gathered keys; z_a, z_b themselves on
+        # one device), so z_std under a strategy is the single-device value.
+        z = _normalize(ops.concatenate(list(keys), axis=0))
         self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
         if self.probe_accuracy_tracker is not None and y is not None:
             self.probe_accuracy_tracker.update_state(
