@@ -18,6 +18,7 @@ from keras_simclr.cli.run_folder import CHECKPOINT
 from keras_simclr.cli.run_folder import CHECKPOINT_TMP
 from keras_simclr.cli.run_folder import PREVIOUS
 from keras_simclr.cli.run_folder import checkpoint_files
+from keras_simclr.cli.run_folder import remove_if_present
 
 
 class NonFiniteStateError(FloatingPointError):
@@ -35,13 +36,6 @@ def non_finite_variables(model):
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             bad.append(getattr(variable, "path", variable.name))
     return bad
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -103,7 +97,7 @@ def save_checkpoint(model, directory, epoch):
     try:
         model.save(tmp)
     except OSError as error:
-        _remove(tmp)
+        remove_if_present(tmp)
         reason = error.strerror or str(error)
         raise CLIError(
             f"cannot write the checkpoint of epoch {epoch} to {tmp}: {reason}; the "

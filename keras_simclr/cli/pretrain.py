@@ -709,8 +709,8 @@ def _run_locked(flags, saved, resuming, strategy, role, write_dir):
         image_size=image_size,
         train_examples=train.num_examples,
         steps_per_epoch=steps_per_epoch,
+        workers=role.num_workers,
     )
-    settings["workers"] = role.num_workers
     write_run_config(write_dir, flags, settings)
     if role.num_workers > 1 and keras.backend.backend() == "jax":
         # Each JAX process feeds its own part of every global batch.

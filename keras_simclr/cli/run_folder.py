@@ -23,12 +23,12 @@ def checkpoint_files(directory):
     ]
 
 
-def remove_checkpoints(directory):
-    """Deletes every checkpoint generation of `directory` (a fresh start)."""
-    for name in (CHECKPOINT, PREVIOUS, CHECKPOINT_TMP):
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            os.remove(path)
+def remove_if_present(path):
+    """Deletes the file at `path`; nothing if there is none."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def prepare_output_dir(output_dir):
@@ -67,11 +67,8 @@ def finished_result(output_dir, flags, saved):
 
 def fresh_start(output_dir):
     """Removes what an earlier run left that a new one would mix with."""
-    remove_checkpoints(output_dir)
-    for name in (METRICS_FILE, LOG_FILE):
-        path = os.path.join(output_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+    for name in (CHECKPOINT, PREVIOUS, CHECKPOINT_TMP, METRICS_FILE, LOG_FILE):
+        remove_if_present(os.path.join(output_dir, name))
 
 
 def log_rows(path):
