@@ -1,0 +1,89 @@
+import math
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_simclr import models
+from keras_simclr import optimizers
+from keras_simclr import recipes
+
+SMALL = dict(batch_size=64, epochs=10, train_examples=650, width_multiplier=0.125)
+
+
+def test_simclr_v2_has_a_three_layer_head_and_simclr_settings():
+    keras.utils.set_random_seed(0)
+    recipe = recipes.simclr_v2(image_size=32, **SMALL)
+    assert type(recipe.model) is models.ContrastiveModel
+    assert recipe.model.projection_head.num_layers == 3
+    assert isinstance(recipe.optimizer, optimizers.LARS)
+    assert recipe.model.optimizer is recipe.optimizer
+    assert recipe.augmenter is recipe.model.augmenter
+    # 650 // 64 = 10 steps per epoch; warmup 10% of 10 epochs = 1 epoch.
+    assert recipe.settings == {
+        "preset": "cifar", "temperature": 0.5, "peak_learning_rate": 0.3 * 64 / 256,
+        "warmup_steps": 10, "total_steps": 100, "steps_per_epoch": 10, "optimizer": "lars",
+        "weight_decay": 1e-6, "head_layers": 3, "projection_dim": 128,
+    }
+
+
+def test_moco_v2_uses_sgd_its_temperature_and_its_augmentation_at_any_size():
+    recipe = recipes.moco_v2(image_size=96, queue_size=128, **SMALL)
+    assert type(recipe.model) is models.MoCoModel
+    assert isinstance(recipe.optimizer, keras.optimizers.SGD)
+    assert recipe.model.temperature == 0.2 and recipe.settings["preset"] == "moco_v2"
+    assert recipe.settings["peak_learning_rate"] == pytest.approx(0.03 * 64 / 256)
+    assert recipe.optimizer.weight_decay == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    "image_size, preset, temperature", [(32, "cifar", 0.5), (64, "cifar", 0.5), (96, "imagenet", 0.1)]
+)
+def test_simclr_preset_and_temperature_follow_the_image_size(image_size, preset, temperature):
+    resolved = recipes.resolve("simclr", image_size)
+    assert (resolved["augmentation"], resolved["temperature"]) == (preset, temperature)
+    # An explicit choice wins over the size rule.
+    assert recipes.resolve("simclr", image_size, temperature=0.3)["temperature"] == 0.3
+
+
+def test_schedule_warms_up_linearly_then_decays_by_cosine_to_zero():
+    recipe = recipes.simclr(image_size=32, warmup_epochs=2, **SMALL)
+    schedule = recipe.schedule
+    peak, warmup, total = 0.075, 20, 100
+    for step in (0, 5, 20, 60, 100):
+        expected = (
+            peak * step / warmup
+            if step < warmup
+            else peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        )
+        np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "scaling, expected", [("linear", 0.3 * 1024 / 256), ("sqrt", 0.3 * 32.0), ("none", 0.3)]
+)
+def test_learning_rate_scaling(scaling, expected):
+    assert recipes.learning_rate_for(0.3, 1024, scaling) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "overrides, received",
+    [
+        ({"temperature": 0.0}, "temperature=0.0"),
+        ({"learning_rate": -1.0}, "learning_rate=-1.0"),
+        ({"momentum": 1.0}, "momentum=1.0"),
+        ({"encoder": "resnet19"}, "model='resnet19'"),
+        ({"optimizer": "adam"}, "optimizer='adam'"),
+        ({"batch_size": 1024}, "batch_size=1024, train_examples=650"),
+    ],
+)
+def test_bad_choices_are_named(overrides, received):
+    arguments = dict(SMALL, image_size=32, **overrides)
+    with pytest.raises(ValueError, match=received):
+        recipes.build("simclr", **arguments)
+
+
+def test_unknown_method_is_named():
+    with pytest.raises(ValueError, match="method='byol'"):
+        recipes.build("byol", image_size=32, **SMALL)
