@@ -1,23 +1,29 @@
-"""Input pipelines: tfds datasets, image folders and arrays as uint8 tf.data,
-and a TensorFlow-free NumPy path for the JAX backend.
+"""Labelled image datasets for pretraining and evaluation.
 
-Every TensorFlow loader returns a `DatasetInfo` (unbatched `(uint8 image,
-int32 label)` elements plus their count, classes and image size);
-`pretraining_dataset` and `evaluation_dataset` turn it into batches;
-`subset_dataset` draws a per-class balanced labelled fraction.
+One interface, `ImageDataset`, with two implementations: a `tf.data`
+pipeline (`load_image_folder`, `load_tfds`) and NumPy arrays in host memory,
+TensorFlow never imported (`load_image_folder(..., in_memory=True)`,
+`load_arrays`, `ImageDataset.in_memory()`), made for the JAX backend. Either
+gives `training_batches` for `model.fit`, `evaluation_batches` for the kNN
+and linear evaluations, `take`, `cache`, `arrays` and balanced labelled
+`subset`s (`labeled_subset` on plain labels).
 
-`load_numpy_image_folder` / `decode_images` decode with Pillow into one uint8
-array (`NumpyImages`) and `ShuffledBatches` feeds it to `model.fit` without
-TensorFlow.
+An image folder's files are all checked before anything is built: files
+that cannot be decoded raise `BadImagesError` naming each one, or with
+`skip_bad_images=True` are left out with one `BadImagesWarning`.
 
-Both image-folder loaders check every file of a split before they build
-anything (`find_bad_images`): files that cannot be decoded raise
-`BadImagesError` naming each one, or with `skip_bad_images=True` are left out
-with one `BadImagesWarning`.
+The names are imported on first access, so `import keras_simclr.data` does
+not import TensorFlow; the `tf.data` loaders import it when first used.
 
-The names are imported on first access, so `import keras_simclr.data` (and
-`keras_simclr.data.numpy_images`) does not import TensorFlow; the tf.data
-loaders import it when first used.
+Example:
+
+```python
+from keras_simclr import data
+
+train = data.load_image_folder("/data/cifar10", "train").cache()
+test = data.load_image_folder("/data/cifar10", "test", image_size=train.image_size).cache()
+model.fit(train.training_batches(512, seed=0), epochs=800, shuffle=False)
+```
 """
 
 import importlib
@@ -26,27 +32,12 @@ import importlib
 _EXPORTS = {
     "BadImagesError": "image_check",
     "BadImagesWarning": "image_check",
-    "DEFAULT_CACHE_LIMIT_BYTES": "dataset_info",
-    "DatasetInfo": "dataset_info",
-    "NumpyImages": "numpy_images",
-    "ShuffledBatches": "numpy_images",
-    "dataset_arrays": "pipelines",
-    "dataset_labels": "label_fraction",
-    "decode_images": "numpy_images",
-    "check_image": "image_check",
-    "evaluation_dataset": "pipelines",
-    "find_bad_images": "image_check",
-    "image_folder_size": "numpy_images",
+    "ImageDataset": "image_dataset",
+    "image_folder_size": "image_folder",
     "labeled_subset": "label_fraction",
-    "load_arrays": "array_dataset",
+    "load_arrays": "array_image_dataset",
     "load_image_folder": "image_folder",
-    "load_numpy_image_folder": "numpy_images",
     "load_tfds": "tfds_dataset",
-    "pretraining_dataset": "pipelines",
-    "resize_image_array": "numpy_images",
-    "select_examples": "label_fraction",
-    "subset_dataset": "label_fraction",
-    "take_examples": "pipelines",
 }
 
 __all__ = sorted(_EXPORTS)

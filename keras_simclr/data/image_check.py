@@ -1,7 +1,7 @@
 """Finding the image files that cannot be decoded, before any training.
 
-Both image-folder loaders (`load_image_folder`, tf.data, and
-`load_numpy_image_folder`, Pillow) check every file of a split with
+`load_image_folder` (both implementations: tf.data, and Pillow with
+`in_memory=True`) checks every file of a split with
 `find_bad_images` before they build anything: a corrupt file is named, with
 its path and the reason, at load time, instead of failing the first epoch
 (or the final evaluation) with a decoder error that names no file.
@@ -38,6 +38,8 @@ import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
+from keras_simclr.data.image_decoding import default_threads
+
 # How many bad files an error or warning names; the rest are counted.
 MAX_LISTED_BAD_IMAGES = 20
 
@@ -57,7 +59,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class BadImagesError(ValueError):
     """Image files of a split that cannot be decoded.
 
-    Raised by `load_image_folder` and `load_numpy_image_folder` (unless
+    Raised by `load_image_folder` (either implementation; unless
     `skip_bad_images=True`) before anything is built. The message names the
     first `MAX_LISTED_BAD_IMAGES` files with their reasons on one line and
     counts the rest.
@@ -264,10 +266,6 @@ def check_image(path):
 _MAX_CHUNK = 64
 
 
-def _default_threads():
-    return os.cpu_count() or 1
-
-
 def find_bad_images(paths, num_threads=None):
     """Checks image files with `check_image`, in a thread pool.
 
@@ -288,7 +286,7 @@ def find_bad_images(paths, num_threads=None):
     ```
     """
     paths = [os.fspath(path) for path in paths]
-    threads = int(num_threads or _default_threads())
+    threads = int(num_threads or default_threads())
     if threads <= 1 or len(paths) <= 1:
         reasons = [check_image(path) for path in paths]
     else:

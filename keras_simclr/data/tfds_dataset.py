@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from keras_simclr.data.dataset_info import DatasetInfo
-from keras_simclr.data.image_utils import resize_image
-from keras_simclr.data.image_utils import standardize_image_size
+from keras_simclr.data.resizing import resize_image
+from keras_simclr.data.resizing import standardize_image_size
+from keras_simclr.data.tf_image_dataset import TFImageDataset
 
 
 def _ensure_importlib_resources():
@@ -66,7 +66,7 @@ def load_tfds(name, split="train", data_dir=None, image_size=None):
             size, which must then be fixed (give it for ImageNet).
 
     Returns:
-        a `DatasetInfo` of `(uint8 (H, W, 3) image, int32 label)`.
+        a `TFImageDataset` of `(uint8 (H, W, 3) image, int32 label)`.
 
     Raises:
         ValueError: the dataset is unknown, has no image and class-label
@@ -118,7 +118,7 @@ def load_tfds(name, split="train", data_dir=None, image_size=None):
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     class_names = list(features[keys[1]].names)
-    return DatasetInfo(
+    return TFImageDataset(
         dataset=dataset,
         num_examples=info.splits[split].num_examples,
         num_classes=len(class_names),
