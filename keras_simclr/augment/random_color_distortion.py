@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_simclr.augment import image_utils
+from keras_simclr.utils.validation import is_number
 
 # tf.image.rgb_to_grayscale weights (ITU-R 601).
 _GRAY = (0.2989, 0.5870, 0.1140)
@@ -61,14 +62,6 @@ def adjust_saturation_and_hue(images, saturation, hue):
     k = sextant + ops.convert_to_tensor([5.0, 3.0, 1.0], "float32")
     k = ops.where(k >= 6.0, k - 6.0, k)
     return value - chroma * ops.clip(ops.minimum(k, 4.0 - k), 0.0, 1.0)
-
-
-def _is_number(value):
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return not isinstance(value, (bool, str))
 
 
 def _contrast_mean(images):
@@ -155,7 +148,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
-        if not _is_number(strength) or not strength >= 0:
+        if not is_number(strength) or not strength >= 0:
             raise ValueError(
                 f"`strength` must be a number >= 0. Received: strength={strength}"
             )
@@ -168,7 +161,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
             ("jitter_probability", jitter_probability),
             ("grayscale_probability", grayscale_probability),
         ):
-            if not _is_number(value) or not 0.0 <= value <= 1.0:
+            if not is_number(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(
                     f"`{name}` must be in [0, 1]. Received: {name}={value}"
                 )

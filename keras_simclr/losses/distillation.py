@@ -3,21 +3,15 @@
 import keras
 from keras import ops
 
-from keras_simclr.losses.nt_xent import validate_temperature
-
-
-def _static_shape(x):
-    return tuple(x.shape) if hasattr(x, "shape") else tuple(ops.shape(x))
+from keras_simclr.utils.tensors import compatible_shapes
+from keras_simclr.utils.tensors import static_shape
+from keras_simclr.utils.validation import validate_temperature
 
 
 def _check_logits(teacher_logits, student_logits):
-    teacher_shape = _static_shape(teacher_logits)
-    student_shape = _static_shape(student_logits)
-    same = len(teacher_shape) == len(student_shape) and all(
-        a is None or b is None or a == b
-        for a, b in zip(teacher_shape, student_shape)
-    )
-    if len(teacher_shape) != 2 or not same:
+    teacher_shape = static_shape(teacher_logits)
+    student_shape = static_shape(student_logits)
+    if len(teacher_shape) != 2 or not compatible_shapes(teacher_shape, student_shape):
         raise ValueError(
             "`teacher_logits` and `student_logits` must be (batch, num_classes) "
             "tensors of the same shape. Received: "

@@ -2,21 +2,21 @@
 
 from keras import ops
 
-from keras_simclr.losses.nt_xent import _compatible
-from keras_simclr.losses.nt_xent import _normalize
-from keras_simclr.losses.nt_xent import _static_shape
-from keras_simclr.losses.nt_xent import validate_temperature
+from keras_simclr.utils.tensors import compatible_shapes
+from keras_simclr.utils.tensors import l2_normalize
+from keras_simclr.utils.tensors import static_shape
+from keras_simclr.utils.validation import validate_temperature
 
 
 def _check_inputs(query, key, queue):
-    shape_q, shape_k = _static_shape(query), _static_shape(key)
-    if len(shape_q) != 2 or not _compatible(shape_q, shape_k):
+    shape_q, shape_k = static_shape(query), static_shape(key)
+    if len(shape_q) != 2 or not compatible_shapes(shape_q, shape_k):
         raise ValueError(
             "`query` and `key` must be (batch, dim) tensors of the same shape. "
             f"Received: query.shape={shape_q}, key.shape={shape_k}"
         )
-    shape_queue = _static_shape(queue)
-    if len(shape_queue) != 2 or not _compatible(shape_queue[1:], shape_q[1:]):
+    shape_queue = static_shape(queue)
+    if len(shape_queue) != 2 or not compatible_shapes(shape_queue[1:], shape_q[1:]):
         raise ValueError(
             "`queue` must be a (queue_size, dim) tensor with the dim of "
             f"`query`. Received: queue.shape={shape_queue}, "
@@ -41,7 +41,7 @@ def info_nce_logits(query, key, queue, temperature=0.2):
     """
     temperature = validate_temperature(temperature)
     _check_inputs(query, key, queue)
-    query, key = _normalize(query), _normalize(key)
+    query, key = l2_normalize(query), l2_normalize(key)
     positive = ops.sum(query * key, axis=-1, keepdims=True)
     negatives = ops.matmul(query, ops.transpose(ops.cast(queue, "float32")))
     return ops.concatenate([positive, negatives], axis=1) / temperature

@@ -1,9 +1,12 @@
 """NT-Xent, SimCLR's contrastive loss: a function and a thin `Loss` class."""
 
-import math
-
 import keras
 from keras import ops
+
+from keras_simclr.utils.tensors import compatible_shapes
+from keras_simclr.utils.tensors import l2_normalize
+from keras_simclr.utils.tensors import static_shape
+from keras_simclr.utils.validation import validate_temperature
 
 # Added to the logits an anchor must not score (its own copy): exp() of it
 # underflows to exactly 0 in float32, and it stays finite, so the masked
@@ -13,43 +16,9 @@ from keras import ops
 _MASK = -1e9
 
 
-def float_or_nan(value):
-    """`float(value)` for a real number (a Python or NumPy scalar, a 0-d
-    array), else nan: strings, bools and non-numbers never pass a range
-    check made on the result."""
-    if isinstance(value, (str, bytes, bool)):
-        return float("nan")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def validate_temperature(temperature):
-    """Returns `temperature` as a float, or raises if it is not finite > 0."""
-    value = float_or_nan(temperature)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            "`temperature` must be a positive finite number. "
-            f"Received: temperature={temperature!r}"
-        )
-    return value
-
-
-def _static_shape(x):
-    return tuple(x.shape) if hasattr(x, "shape") else tuple(ops.shape(x))
-
-
-def _compatible(shape_a, shape_b):
-    """Equal rank and equal dims wherever both are known."""
-    return len(shape_a) == len(shape_b) and all(
-        a is None or b is None or a == b for a, b in zip(shape_a, shape_b)
-    )
-
-
 def _check_inputs(z_a, z_b, keys):
-    shape_a, shape_b = _static_shape(z_a), _static_shape(z_b)
-    if len(shape_a) != 2 or not _compatible(shape_a, shape_b):
+    shape_a, shape_b = static_shape(z_a), static_shape(z_b)
+    if len(shape_a) != 2 or not compatible_shapes(shape_a, shape_b):
         raise ValueError(
             "`z_a` and `z_b` must be (batch, dim) tensors of the same shape. "
             f"Received: z_a.shape={shape_a}, z_b.shape={shape_b}"
@@ -66,11 +35,11 @@ def _check_inputs(z_a, z_b, keys):
             "`keys` must be a pair `(keys_a, keys_b)` of (global_batch, dim) "
             f"tensors. Received: keys of type {type(keys).__name__}"
         )
-    shape_ka, shape_kb = _static_shape(keys[0]), _static_shape(keys[1])
+    shape_ka, shape_kb = static_shape(keys[0]), static_shape(keys[1])
     if (
         len(shape_ka) != 2
-        or not _compatible(shape_ka, shape_kb)
-        or not _compatible(shape_ka[1:], shape_a[1:])
+        or not compatible_shapes(shape_ka, shape_kb)
+        or not compatible_shapes(shape_ka[1:], shape_a[1:])
     ):
         raise ValueError(
             "`keys` must be two (global_batch, dim) tensors of the same shape, "
@@ -94,18 +63,6 @@ def _check_inputs(z_a, z_b, keys):
         )
 
 
-def _normalize(z):
-    """float32 rows scaled to unit L2 norm, as `tf.math.l2_normalize`.
-
-    `z * rsqrt(max(sum(z**2), 1e-24))` rather than `z / norm(z)`: a row of
-    zeros (e.g. a projection whose ReLU inputs are all negative) then gets
-    a zero gradient instead of the nan of the norm's derivative at 0.
-    """
-    z = ops.cast(z, "float32")
-    squared = ops.sum(ops.square(z), axis=-1, keepdims=True)
-    return z * ops.rsqrt(ops.maximum(squared, 1e-24))
-
-
 def _logits(z_a, z_b, keys, offset, temperature):
     """float32 logits of the 2n local anchors against the 2M keys, and labels.
 
@@ -116,11 +73,11 @@ def _logits(z_a, z_b, keys, offset, temperature):
     half is the mirror image, with the same label.
     """
     _check_inputs(z_a, z_b, keys)
-    z_a, z_b = _normalize(z_a), _normalize(z_b)
+    z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
     if keys is None:
         keys_a, keys_b = z_a, z_b
     else:
-        keys_a, keys_b = _normalize(keys[0]), _normalize(keys[1])
+        keys_a, keys_b = l2_normalize(keys[0]), l2_normalize(keys[1])
     n = ops.shape(z_a)[0]
     m = ops.shape(keys_a)[0]
     positives = ops.arange(n, dtype="int32") + ops.cast(offset, "int32")

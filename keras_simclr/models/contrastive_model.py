@@ -6,15 +6,15 @@ from keras_simclr.augment.image_utils import check_image_range
 from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
-from keras_simclr.losses.nt_xent import _normalize
 from keras_simclr.losses.nt_xent import contrastive_accuracy
 from keras_simclr.losses.nt_xent import nt_xent_loss
-from keras_simclr.losses.nt_xent import validate_temperature
 from keras_simclr.models import full_batches
 from keras_simclr.models import input_checks
 from keras_simclr.models.projection_head import ProjectionHead
 from keras_simclr.models.sublayer_config import deserialize_sublayers
 from keras_simclr.models.sublayer_config import serialize_sublayers
+from keras_simclr.utils.tensors import l2_normalize
+from keras_simclr.utils.validation import validate_temperature
 
 
 # Constructor arguments that are layers (serialized as such in get_config).
@@ -615,7 +615,7 @@ class ContrastiveModel(keras.Model):
         )
         # Over the global batch (the gathered keys; z_a, z_b themselves on
         # one device), so z_std under a strategy is the single-device value.
-        z = _normalize(ops.concatenate(list(keys), axis=0))
+        z = l2_normalize(ops.concatenate(list(keys), axis=0))
         self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
         if self.probe_accuracy_tracker is not None and y is not None:
             self.probe_accuracy_tracker.update_state(

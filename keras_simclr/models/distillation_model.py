@@ -8,11 +8,11 @@ from keras import ops
 from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.distillation import distillation_loss
-from keras_simclr.losses.nt_xent import float_or_nan
-from keras_simclr.losses.nt_xent import validate_temperature
 from keras_simclr.models import input_checks
 from keras_simclr.models.sublayer_config import deserialize_sublayers
 from keras_simclr.models.sublayer_config import serialize_sublayers
+from keras_simclr.utils.validation import float_or_nan
+from keras_simclr.utils.validation import validate_temperature
 
 
 def _validate_alpha(alpha):

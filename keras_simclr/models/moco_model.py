@@ -6,8 +6,8 @@ from keras import ops
 from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.info_nce import info_nce_logits
-from keras_simclr.losses.nt_xent import _normalize
 from keras_simclr.models.contrastive_model import ContrastiveModel
+from keras_simclr.utils.tensors import l2_normalize
 
 
 def _clone(layer, prefix):
@@ -33,7 +33,7 @@ class _UnitRows(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         rows = keras.random.normal(shape, dtype=dtype, seed=self._draw_seed)
-        return _normalize(rows)
+        return l2_normalize(rows)
 
     def get_config(self):
         return {"seed": self.seed}
@@ -323,7 +323,7 @@ class MoCoModel(ContrastiveModel):
         return outputs
 
     def _enqueue(self, keys):
-        keys, _ = cross_replica_concat(_normalize(ops.cast(keys, "float32")))
+        keys, _ = cross_replica_concat(l2_normalize(ops.cast(keys, "float32")))
         count = keys.shape[0]
         if count is not None and count > self.queue_size:
             raise ValueError(
@@ -365,7 +365,7 @@ class MoCoModel(ContrastiveModel):
                 ops.cast(logits[:, 0] > ops.max(logits[:, 1:], axis=1), "float32")
             )
         )
-        z = _normalize(ops.cast(y_pred["z"], "float32"))
+        z = l2_normalize(ops.cast(y_pred["z"], "float32"))
         self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
         if self.probe_accuracy_tracker is not None and y is not None:
             self.probe_accuracy_tracker.update_state(y, y_pred["probe_logits"])

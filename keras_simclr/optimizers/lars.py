@@ -1,10 +1,11 @@
 """LARS, the large-batch optimizer of SimCLR, as a Keras 3 optimizer."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from keras_simclr.utils.validation import is_real_scalar
 
 # BatchNorm and bias variables get neither weight decay nor a trust ratio, as
 # in google-research/simclr (which matches "batch_normalization" and "bias").
@@ -12,10 +13,6 @@ from keras import ops
 # layers that may have any name (e.g. "stage1_block1_bn1/gamma"), hence the
 # extra patterns; they also match LayerNormalization's.
 DEFAULT_EXCLUSIONS = ("batch_normalization", "gamma", "beta", "bias")
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _patterns(value, arg_name):
@@ -118,7 +115,7 @@ class LARS(keras.optimizers.Optimizer):
         name="lars",
         **kwargs,
     ):
-        if _is_number(learning_rate) and not (
+        if is_real_scalar(learning_rate) and not (
             math.isfinite(learning_rate) and learning_rate >= 0
         ):
             # A schedule or callable can only be checked when it is called.
@@ -128,12 +125,12 @@ class LARS(keras.optimizers.Optimizer):
                 f"learning_rate={learning_rate!r}"
             )
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if not (_is_number(momentum) and 0.0 <= momentum < 1.0):
+        if not (is_real_scalar(momentum) and 0.0 <= momentum < 1.0):
             raise ValueError(
                 f"`momentum` must be in [0, 1). Received: momentum={momentum!r}"
             )
         if not (
-            _is_number(weight_decay)
+            is_real_scalar(weight_decay)
             and math.isfinite(weight_decay)
             and weight_decay >= 0
         ):
@@ -141,7 +138,7 @@ class LARS(keras.optimizers.Optimizer):
                 "`weight_decay` must be a finite number >= 0. "
                 f"Received: weight_decay={weight_decay!r}"
             )
-        if not (_is_number(eeta) and math.isfinite(eeta) and eeta >= 0):
+        if not (is_real_scalar(eeta) and math.isfinite(eeta) and eeta >= 0):
             raise ValueError(
                 f"`eeta` must be a finite number >= 0. Received: eeta={eeta!r}"
             )
