@@ -1,31 +1,20 @@
 """One call that picks the right way to spread training over the devices present."""
 
-import collections
-import contextlib
-import json
-import os
+import numbers
 
 import keras
 
-WorkerRole = collections.namedtuple(
-    "WorkerRole", ["task_type", "task_id", "num_workers", "is_chief"]
-)
-WorkerRole.__doc__ = """This process's place in a multi-worker cluster (`worker_role`).
-
-Fields:
-    task_type: `"chief"` or `"worker"` (`"worker"` alone: one process).
-    task_id: the task's index within its type.
-    num_workers: training processes in the cluster (chief and workers); 1
-        without a cluster.
-    is_chief: whether this process is the one that writes the run's outputs
-        (the `chief` task, or worker 0 when the cluster has no chief).
-"""
+from keras_simclr.distribute.one_device import OneDevice
+from keras_simclr.distribute.worker_role import worker_role
 
 
-def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
+def resolve_strategy(tpu=None, devices=None, collective_timeout=None, *, set_global=False):
     """Returns the strategy (TensorFlow) or distribution (JAX) to train under.
 
-    TensorFlow backend, in this order:
+    Whatever it finds, the result has a `scope()`: build, compile and train
+    the model inside it, on either backend.
+
+    TensorFlow backend, a `tf.distribute.Strategy`, chosen in this order:
     - `tpu` given (a TPU name or address; `"local"` on a Cloud TPU VM; `""`
       on Colab): connects with `TPUClusterResolver`, initializes the TPU
       system and returns a `tf.distribute.TPUStrategy`.
@@ -38,20 +27,36 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
       `collective_timeout` bounds the wait for a worker that hangs instead.
     - `devices` given (e.g. `["/cpu:0", "/cpu:1"]`) or more than one GPU:
       `MirroredStrategy` over them.
-    - otherwise the default strategy (one device).
+    - otherwise the default strategy, `tf.distribute.get_strategy()` (one
+      device; its `scope()` changes nothing).
 
-    JAX backend: more than one local device (or `devices` given) sets and
-    returns `keras.distribution.DataParallel` over them: each device holds a
-    shard of the batch, and a jitted step sees the whole global batch, so
-    NT-Xent negatives and BatchNorm statistics are global by construction.
-    One device returns `None`. Several processes
-    (`KERAS_DISTRIBUTION_NUM_PROCESSES` > 1, with
-    `KERAS_DISTRIBUTION_JOB_ADDRESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`):
-    `keras.distribution.initialize()` (JAX's distributed runtime) and
-    `DataParallel` over every process's devices, each process feeding its
-    own part of each global batch (see `process_part`).
+    JAX backend, a `keras.distribution.Distribution` or `OneDevice`:
+    - more than one local device (or `devices` given, or the TPU's devices
+      with `tpu`): `keras.distribution.DataParallel` over them. Each device
+      holds a shard of the batch and a jitted step sees the whole global
+      batch, so NT-Xent negatives and BatchNorm statistics are global by
+      construction.
+    - several processes (`KERAS_DISTRIBUTION_NUM_PROCESSES` > 1, with
+      `KERAS_DISTRIBUTION_JOB_ADDRESSES` and `KERAS_DISTRIBUTION_PROCESS_ID`):
+      starts JAX's distributed runtime (`keras.distribution.initialize()`,
+      once per process, which cannot be undone) and returns a
+      `DataParallel(auto_shard_dataset=False)` over every process's devices;
+      each process then feeds its own part of every global batch (see
+      `process_part`).
+    - one device: `OneDevice()`, whose `scope()` runs its block with no
+      distribution.
 
-    Use the result's `scope()` around model creation (both kinds have one):
+    Side effects: none on the Keras or TensorFlow state unless
+    `set_global=True` (the TPU system initialization and JAX's distributed
+    runtime aside). A JAX model does not remember the distribution it was
+    built under: Keras's JAX `fit`, `evaluate` and `predict` shard their
+    batches over the distribution current when they run. So on JAX either
+    call them inside `scope()` too (as in the example), or pass
+    `set_global=True`, which installs the result as Keras's global
+    distribution (`keras.distribution.set_distribution`; `None` for
+    `OneDevice`) until you set another. On TensorFlow `set_global` changes
+    nothing: a model built in a strategy's scope keeps that strategy and
+    runs distributed wherever `fit` is called.
 
     Args:
         tpu: TPU name or address, `"local"` or `""` (Colab); `None`: no TPU.
@@ -61,48 +66,39 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
             variable broadcast) may wait for the other workers before it
             fails with `tf.errors.DeadlineExceededError`
             (`MultiWorkerMirroredStrategy` only); `None` or 0: no limit.
+        set_global: JAX: also make the result Keras's global distribution
+            (see above). Keyword only.
 
     Returns:
-        a `tf.distribute.Strategy`, a `keras.distribution.DataParallel`, or
-        `None` (JAX with one device).
+        TensorFlow: a `tf.distribute.Strategy`. JAX: a
+        `keras.distribution.DataParallel`, or `OneDevice()`. All have
+        `scope()`; `replicas_of(result)` counts the devices a global batch
+        is split over.
 
     Example:
 
     ```python
     strategy = keras_simclr.distribute.resolve_strategy()
+    batch_size = 256
+    keras_simclr.distribute.check_global_batch(batch_size, strategy)
     with strategy.scope():
         model = keras_simclr.models.ContrastiveModel(...)
         model.compile(optimizer=keras_simclr.optimizers.LARS(...))
-    model.fit(dataset)
+        model.fit(dataset, epochs=100)
     ```
     """
-    if keras.backend.backend() == "jax":
-        import jax
-
-        if worker_role().num_workers > 1:
-            # Several processes: JAX's distributed runtime first (it reads
-            # KERAS_DISTRIBUTION_*), then one DataParallel over every
-            # process's devices; each process feeds its own part of every
-            # global batch (`process_part`), so auto-sharding is off.
-            if not jax.distributed.is_initialized():
-                keras.distribution.initialize()
-            distribution = keras.distribution.DataParallel(
-                devices=jax.devices(), auto_shard_dataset=False
+    backend = keras.backend.backend()
+    if backend == "jax":
+        result = _jax_distribution(tpu, devices)
+        if set_global:
+            keras.distribution.set_distribution(
+                None if isinstance(result, OneDevice) else result
             )
-            keras.distribution.set_distribution(distribution)
-            return distribution
-        devices = list(devices) if devices is not None else jax.devices()
-        if tpu is not None:
-            devices = jax.devices("tpu")
-        if len(devices) <= 1:
-            return None
-        distribution = keras.distribution.DataParallel(devices=devices)
-        keras.distribution.set_distribution(distribution)
-        return distribution
-    if keras.backend.backend() != "tensorflow":
+        return result
+    if backend != "tensorflow":
         raise ValueError(
             "resolve_strategy supports the tensorflow and jax backends. "
-            f"Received: backend={keras.backend.backend()!r}"
+            f"Received: backend={backend!r}"
         )
     import tensorflow as tf
 
@@ -125,99 +121,64 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None):
     return tf.distribute.get_strategy()
 
 
-def _jax_process_role():
-    """The role from Keras's `KERAS_DISTRIBUTION_*` variables (JAX processes)."""
-    count = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "").strip()
-    if not count:
-        return WorkerRole("worker", 0, 1, True)
-    index = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "").strip()
-    try:
-        count, index = int(count), int(index)
-    except ValueError:
-        count = index = -1
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(
-            "KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer and "
-            "KERAS_DISTRIBUTION_PROCESS_ID an integer in [0, processes). Received: "
-            f"KERAS_DISTRIBUTION_NUM_PROCESSES={os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES')!r}, "
-            f"KERAS_DISTRIBUTION_PROCESS_ID={os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID')!r}"
-        )
-    return WorkerRole("process", index, count, index == 0)
+def _jax_distribution(tpu, devices):
+    """The JAX half of `resolve_strategy`; sets nothing global."""
+    import jax
 
-
-def worker_role(tf_config=None):
-    """This process's role in the cluster `TF_CONFIG` describes (no TensorFlow needed).
-
-    On the JAX backend (and `tf_config=None`) the cluster is Keras's instead:
-    `KERAS_DISTRIBUTION_NUM_PROCESSES` processes, this one
-    `KERAS_DISTRIBUTION_PROCESS_ID` (`keras.distribution.initialize`'s
-    variables), process 0 the chief, task type `"process"`.
-
-    `TF_CONFIG` is TensorFlow's JSON cluster description, e.g. for the
-    second of two workers
-    `{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 1}}`.
-    The chief is the `chief` task when the cluster names one, else worker 0.
-
-    Args:
-        tf_config: the JSON text; `None` reads the `TF_CONFIG` environment
-            variable.
-
-    Returns:
-        a `WorkerRole`; without `TF_CONFIG` (or with a one-process cluster)
-        `WorkerRole("worker", 0, 1, True)`.
-
-    Raises:
-        ValueError: `TF_CONFIG` is not JSON, or names several workers but no
-            valid task for this process.
-    """
-    if tf_config is None and keras.backend.backend() == "jax":
-        return _jax_process_role()
-    text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
-    if not text.strip():
-        return WorkerRole("worker", 0, 1, True)
-    try:
-        config = json.loads(text)
-    except ValueError as error:
-        raise ValueError(
-            f"TF_CONFIG is not valid JSON ({error}). Received: TF_CONFIG={text!r}"
-        ) from None
-    cluster = config.get("cluster", {}) if isinstance(config, dict) else {}
-    if not isinstance(cluster, dict):
-        cluster = {}
-    chiefs = list(cluster.get("chief", []) or [])
-    workers = list(cluster.get("worker", []) or [])
-    num_workers = len(chiefs) + len(workers)
-    if num_workers <= 1:
-        return WorkerRole("chief" if chiefs else "worker", 0, 1, True)
-    task = config.get("task") or {}
-    task_type, task_id = task.get("type"), task.get("index", 0)
-    jobs = {"chief": chiefs, "worker": workers}
-    if task_type not in jobs or not isinstance(task_id, int) or not (
-        0 <= task_id < len(jobs[task_type])
-    ):
-        raise ValueError(
-            "TF_CONFIG names a cluster of several workers but this process's task is "
-            "not one of them: give \"task\": {\"type\": \"worker\" or \"chief\", "
-            f"\"index\": i}} within the cluster. Received: task={task!r}"
-        )
-    is_chief = task_type == "chief" or (not chiefs and task_id == 0)
-    return WorkerRole(task_type, task_id, num_workers, is_chief)
+    if worker_role().num_workers > 1:
+        # Several processes: JAX's distributed runtime first (it reads
+        # KERAS_DISTRIBUTION_*), then one DataParallel over every
+        # process's devices; each process feeds its own part of every
+        # global batch (`process_part`), so auto-sharding is off.
+        if not jax.distributed.is_initialized():
+            keras.distribution.initialize()
+        return keras.distribution.DataParallel(devices=jax.devices(), auto_shard_dataset=False)
+    devices = list(devices) if devices is not None else jax.devices()
+    if tpu is not None:
+        devices = jax.devices("tpu")
+    if len(devices) <= 1:
+        return OneDevice()
+    return keras.distribution.DataParallel(devices=devices)
 
 
 def replicas_of(strategy):
-    """Number of devices that share a global batch under `strategy`."""
-    if strategy is None:
+    """Number of devices that share a global batch under `strategy`.
+
+    Args:
+        strategy: what `resolve_strategy` returns (a `tf.distribute.Strategy`,
+            a `keras.distribution.Distribution` or `OneDevice`), or `None`
+            (one device).
+
+    Returns:
+        the replica count: the strategy's `num_replicas_in_sync`, the
+        devices of the distribution's mesh (every process's, under JAX
+        multi-process), 1 for `OneDevice` and `None`.
+    """
+    if strategy is None or isinstance(strategy, OneDevice):
         return 1
     if hasattr(strategy, "num_replicas_in_sync"):
         return strategy.num_replicas_in_sync
-    return len(strategy.device_mesh.devices.reshape(-1))
+    if hasattr(strategy, "device_mesh"):
+        return len(strategy.device_mesh.devices.reshape(-1))
+    raise TypeError(
+        "Expected a tf.distribute.Strategy, a keras.distribution.Distribution, OneDevice "
+        f"or None. Received: strategy={strategy!r}"
+    )
 
 
 def check_global_batch(batch_size, num_replicas):
-    """Raises unless `batch_size` splits evenly over `num_replicas`.
+    """Raises unless `batch_size` splits evenly over the replicas.
 
-    Returns the per-replica batch size.
+    Args:
+        batch_size: the global batch size.
+        num_replicas: the replica count, or a strategy or distribution
+            (anything `replicas_of` takes).
+
+    Returns:
+        the per-replica batch size.
     """
+    if not isinstance(num_replicas, numbers.Integral):
+        num_replicas = replicas_of(num_replicas)
     if batch_size % num_replicas:
         raise ValueError(
             f"The global batch size must be divisible by the {num_replicas} "
@@ -228,20 +189,22 @@ def check_global_batch(batch_size, num_replicas):
 
 
 def same_on_every_worker(strategy, value):
-    """Whether every replica of `strategy` holds the same integer `value`.
+    """Whether every worker (process) holds the same integer `value`.
 
-    A collective (every worker must call it, in the same order): each
-    replica contributes `value` and `value**2`; they are all equal exactly
-    when `R * sum(v**2) == sum(v)**2` over the R replicas, and every worker
-    computes the same sums, so all reach the same answer. E.g. the epoch a
+    A collective (every worker must call it, in the same order). TensorFlow:
+    each replica contributes `value` and `value**2`; they are all equal
+    exactly when `R * sum(v**2) == sum(v)**2` over the R replicas, and every
+    worker computes the same sums, so all reach the same answer. JAX: the
+    processes' values are gathered (`process_allgather`). E.g. the epoch a
     resumed run starts from, which each worker reads from the chief's
     checkpoint.
 
     Args:
-        strategy: a `tf.distribute.Strategy`, or `None` (one process: `True`).
+        strategy: what `resolve_strategy` returns; `OneDevice` or `None`
+            (one process): `True`.
         value: this process's integer.
     """
-    if strategy is None:
+    if strategy is None or isinstance(strategy, OneDevice):
         return True
     if keras.backend.backend() == "jax":
         import jax
@@ -264,89 +227,19 @@ def same_on_every_worker(strategy, value):
     return bool(replicas * total[1] == total[0] * total[0])
 
 
-def process_part(batches, index, count):
-    """This process's part of every global batch: rows `[index*b, (index+1)*b)`, `b = B / count`.
-
-    For JAX multi-process data parallelism, where each process feeds its own
-    slice of the global batch (`DataParallel(auto_shard_dataset=False)`).
-    Every process must see the same global batches (the same data, seed
-    and order), as `ShuffledBatches` and a seeded tf.data pipeline give.
-
-    Args:
-        batches: a `keras.utils.PyDataset` yielding `(images, labels)` or
-            `(images,)` global batches (its `epoch` attribute, if any, stays
-            reachable and settable through the result), or a batched
-            `tf.data.Dataset`.
-        index: this process's index.
-        count: the number of processes; must divide the batch size.
-
-    Returns:
-        the same kind of object, yielding `B / count` rows per batch.
-    """
-    if count == 1:
-        return batches
-    if hasattr(batches, "element_spec"):  # tf.data
-        import tensorflow as tf
-
-        def part(*tensors):
-            rows = tf.shape(tensors[0])[0] // count
-            return tuple(t[index * rows:(index + 1) * rows] for t in tensors)
-
-        return batches.map(part)
-    return _ProcessBatches(batches, index, count)
-
-
-class _ProcessBatches(keras.utils.PyDataset):
-    def __init__(self, batches, index, count):
-        super().__init__()
-        self._batches = batches
-        self._index = index
-        self._count = count
-
-    @property
-    def epoch(self):
-        return self._batches.epoch
-
-    @epoch.setter
-    def epoch(self, value):
-        self._batches.epoch = value
-
-    @property
-    def num_batches(self):
-        return self._batches.num_batches
-
-    def __len__(self):
-        return len(self._batches)
-
-    def __getitem__(self, i):
-        batch = self._batches[i]
-        if not isinstance(batch, tuple):
-            batch = (batch,)
-        rows = len(batch[0]) // self._count
-        part = tuple(t[self._index * rows:(self._index + 1) * rows] for t in batch)
-        return part if len(part) > 1 else part[0]
-
-    def on_epoch_begin(self):
-        self._batches.on_epoch_begin()
-
-    def on_epoch_end(self):
-        self._batches.on_epoch_end()
-
-
-@contextlib.contextmanager
 def no_distribution():
     """JAX: runs its block with no Keras distribution set (one device), then restores it.
 
     For work every process does on its own, e.g. a one-device copy of the
     encoder for kNN features and the export. On TensorFlow it does nothing
-    (build outside `strategy.scope()` instead).
+    (build outside `strategy.scope()` instead). The same as
+    `OneDevice().scope()`.
+
+    Example:
+
+    ```python
+    with keras_simclr.distribute.no_distribution():
+        local_encoder = keras_simclr.models.create_encoder("resnet18_cifar", 32)
+    ```
     """
-    if keras.backend.backend() != "jax":
-        yield
-        return
-    current = keras.distribution.distribution()
-    keras.distribution.set_distribution(None)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(current)
+    return OneDevice().scope()

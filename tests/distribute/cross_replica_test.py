@@ -177,11 +177,24 @@ h1 = single.fit(x=(view_a, view_b), batch_size=8, epochs=1, shuffle=False, verbo
 
 distribution = ks.distribute.resolve_strategy()
 assert isinstance(distribution, keras.distribution.DataParallel)
+assert keras.distribution.distribution() is None  # nothing set globally
+
+
+class SeenByFit(keras.callbacks.Callback):
+    # Keras's JAX trainer shards each batch over the distribution current when fit runs.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.current = keras.distribution.distribution()
+
+
+seen = SeenByFit()
 with distribution.scope():
     dist = build()
     dist((view_a[:2], view_b[:2]))
     dist.set_weights(initial)
-h2 = dist.fit(x=(view_a, view_b), batch_size=8, epochs=1, shuffle=False, verbose=0)
+    h2 = dist.fit(x=(view_a, view_b), batch_size=8, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[seen])
+assert seen.current is distribution
+assert keras.distribution.distribution() is None  # the scope restored it
 kernel = dist.encoder.get_layer("stem_conv").kernel.value
 batch_sharding = str(distribution.get_data_layout((8, 16, 16, 3)).axes)
 diff = max(float(np.abs(np.array(a) - b).max()) for a, b in zip(dist.weights, [np.array(w) for w in single.weights]))
@@ -207,17 +220,3 @@ def test_jax_data_parallel_sees_the_global_batch():
     # Weights moved by up to ~3 in this step; the two runs agree to float32
     # round-off (about 2e-5 absolute, 6e-6 relative, here).
     assert result["diff"] < 1e-4, result
-
-
-def test_global_batch_must_split_evenly_and_one_device_gets_default_strategy():
-    import tensorflow as tf
-
-    from keras_simclr import distribute
-
-    with pytest.raises(ValueError, match=r"2 replicas.*batch_size=7"):
-        distribute.check_global_batch(7, 2)
-    assert distribute.check_global_batch(8, 2) == 4
-    strategy = distribute.resolve_strategy()
-    assert strategy is tf.distribute.get_strategy()
-    assert distribute.replicas_of(strategy) == 1
-    assert distribute.replicas_of(None) == 1

@@ -49,35 +49,13 @@ def test_bad_tf_config_is_named(text, match):
 
 
 def test_jax_processes_come_from_keras_distribution_variables(monkeypatch):
-    from keras_simclr.distribute import strategy
+    from keras_simclr.distribute.worker_role import jax_process_role
 
     monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
     monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
-    assert strategy._jax_process_role() == WorkerRole("process", 1, 2, False)
+    assert jax_process_role() == WorkerRole("process", 1, 2, False)
     monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "2")
     with pytest.raises(ValueError, match="KERAS_DISTRIBUTION_PROCESS_ID=2|'2'"):
-        strategy._jax_process_role()
+        jax_process_role()
     monkeypatch.delenv("KERAS_DISTRIBUTION_NUM_PROCESSES")
-    assert strategy._jax_process_role() == WorkerRole("worker", 0, 1, True)
-
-
-def test_process_part_slices_every_global_batch_and_forwards_the_epoch():
-    import numpy as np
-
-    from keras_simclr.data import ShuffledBatches
-    from keras_simclr.distribute import process_part
-
-    images = np.arange(12 * 2 * 2 * 3, dtype="uint8").reshape(12, 2, 2, 3)
-    labels = np.arange(12)
-    batches = ShuffledBatches(images, labels, batch_size=4, seed=0)
-    parts = [process_part(batches, index, 2) for index in range(2)]
-    parts[1].epoch = 3
-    assert batches.epoch == 3 and parts[0].epoch == 3 and len(parts[0]) == 3
-    for step in range(3):
-        whole = batches[step]
-        halves = [part[step] for part in parts]
-        np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), whole[1])
-        np.testing.assert_array_equal(np.concatenate([h[0] for h in halves]), whole[0])
-    parts[0].on_epoch_end()
-    assert batches.epoch == 4
-    assert process_part(batches, 0, 1) is batches
+    assert jax_process_role() == WorkerRole("worker", 0, 1, True)
