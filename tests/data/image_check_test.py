@@ -14,12 +14,12 @@ from PIL import ImageFile
 
 from keras_simclr.data import BadImagesError
 from keras_simclr.data import BadImagesWarning
-from keras_simclr.data import check_image
-from keras_simclr.data import find_bad_images
 from keras_simclr.data import image_folder_size
+from keras_simclr.data import load_image_folder
 from keras_simclr.data.image_check import MAX_LISTED_BAD_IMAGES
-from keras_simclr.data.numpy_images import _list_image_folder
-from keras_simclr.data.numpy_images import load_numpy_image_folder
+from keras_simclr.data.image_check import check_image
+from keras_simclr.data.image_check import find_bad_images
+from keras_simclr.data.image_folder import list_image_folder
 
 # Not the first image of any order: the second class folder's eighth file
 # (train) and the ninth class folder's twelfth (test).
@@ -28,18 +28,15 @@ TRUNCATED = os.path.join("test", "ship", "0011.jpg")
 
 
 def _tf_load(root, split, **kwargs):
-    from keras_simclr.data import dataset_arrays
-    from keras_simclr.data import load_image_folder
-
     info = load_image_folder(root, split, **kwargs)
-    images, labels = dataset_arrays(info)
+    images, labels = info.arrays()
     assert info.num_examples == len(images)
     np.testing.assert_array_equal(info.labels, labels)
     return info.num_examples, images, labels
 
 
 def _numpy_load(root, split, **kwargs):
-    data = load_numpy_image_folder(root, split, num_threads=2, **kwargs)
+    data = load_image_folder(root, split, in_memory=True, num_threads=2, **kwargs)
     return data.num_examples, data.images, data.labels
 
 
@@ -60,7 +57,7 @@ def bad_folder(cifar_folder, tmp_path_factory):
 
 def _index_in(root, split, relative):
     """Index of `root/relative` in the dataset order of `root/split`."""
-    paths, *_ = _list_image_folder(root, split)
+    paths, *_ = list_image_folder(root, split, check=False)
     return [os.path.relpath(p, root) for p in paths].index(relative)
 
 
@@ -139,7 +136,7 @@ def test_every_file_is_checked(cifar_folder, tmp_path, pipeline):
     # the first image is good.
     root = tmp_path / "data"
     shutil.copytree(cifar_folder, root)
-    paths, *_ = _list_image_folder(str(root), "train")
+    paths, *_ = list_image_folder(str(root), "train", check=False)
     last_sorted = root / "train" / "truck" / "0019.jpg"
     chosen = {str(last_sorted), paths[-1], paths[100]}
     for path in chosen:
@@ -292,7 +289,7 @@ def test_other_failures_have_reasons(tmp_path, encoded_images):
 
 
 def test_find_bad_images_keeps_the_order_with_any_number_of_threads(tmp_path, cifar_folder):
-    paths, *_ = _list_image_folder(cifar_folder, "test")
+    paths, *_ = list_image_folder(cifar_folder, "test", check=False)
     paths = list(paths[:150])
     for i in (0, 77, 149):
         bad = tmp_path / f"bad{i}.jpg"

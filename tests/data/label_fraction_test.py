@@ -1,14 +1,10 @@
 import numpy as np
 import pytest
 
-from keras_simclr.data import dataset_arrays
-from keras_simclr.data import dataset_labels
 from keras_simclr.data import labeled_subset
 from keras_simclr.data import load_arrays
 from keras_simclr.data import load_image_folder
-from keras_simclr.data import pretraining_dataset
-from keras_simclr.data import select_examples
-from keras_simclr.data import subset_dataset
+from keras_simclr.data.tf_image_dataset import TFImageDataset
 
 
 @pytest.fixture(scope="module")
@@ -75,32 +71,54 @@ def test_bad_labels_are_errors():
         labeled_subset(np.zeros(5), 0.5, seed=0)
 
 
-def test_subset_of_an_image_folder(cifar_folder):
-    info = load_image_folder(cifar_folder, "train").cache()
-    all_images, all_labels = dataset_arrays(info)
-    subset = subset_dataset(info, 0.1, seed=0)
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_subset_of_an_image_folder(cifar_folder, in_memory):
+    info = load_image_folder(cifar_folder, "train", in_memory=in_memory).cache()
+    all_images, all_labels = info.arrays()
+    subset = info.subset(0.1, seed=0)
+    assert type(subset) is type(info)
     assert subset.num_examples == 20 and subset.class_names == info.class_names
-    images, labels = dataset_arrays(subset)
+    images, labels = subset.arrays()
     expected = labeled_subset(all_labels, 0.1, seed=0)
     np.testing.assert_array_equal(images, all_images[expected])
     np.testing.assert_array_equal(labels, all_labels[expected])
-    np.testing.assert_array_equal(subset.labels, labels)
+    np.testing.assert_array_equal(subset.labels, labels)  # known without reading
     np.testing.assert_array_equal(np.bincount(labels, minlength=10), [2] * 10)
-    # It feeds the pipelines like any other DatasetInfo.
-    batches = list(pretraining_dataset(subset, 8, seed=0))
-    assert len(batches) == 2
+    # It feeds the batches like any other dataset.
+    assert len(list(subset.training_batches(8, seed=0))) == 2
 
 
-def test_subset_of_arrays_and_select_examples(cifar_images):
+@pytest.mark.parametrize("load", [load_arrays, TFImageDataset.from_arrays])
+def test_subset_of_arrays_and_select(cifar_images, load):
     images, labels = cifar_images
-    info = load_arrays(images, labels)
-    subset = subset_dataset(info, 0.5, seed=1)
+    info = load(images, labels)
+    subset = info.subset(0.5, seed=1)
     expected = labeled_subset(labels, 0.5, seed=1)
-    np.testing.assert_array_equal(dataset_arrays(subset)[0], images[expected])
-    np.testing.assert_array_equal(dataset_labels(subset), labels[expected])
-    picked = select_examples(info, [5, 0, 255])
-    np.testing.assert_array_equal(dataset_arrays(picked)[0], images[[0, 5, 255]])
+    np.testing.assert_array_equal(subset.arrays()[0], images[expected])
+    np.testing.assert_array_equal(subset.read_labels(), labels[expected])
+    picked = info.select([5, 0, 255])
+    np.testing.assert_array_equal(picked.arrays()[0], images[[0, 5, 255]])
     with pytest.raises(ValueError, match=r"indices in \[0, 256\]"):
-        select_examples(info, [0, 256])
+        info.select([0, 256])
     with pytest.raises(ValueError, match="repeat"):
-        select_examples(info, [1, 1])
+        info.select([1, 1])
+    with pytest.raises(ValueError, match=r"indices.shape=\(1, 2\)"):
+        info.select([[0, 1]])
+
+
+def test_labels_unknown_in_advance_are_read_from_the_dataset(cifar_images):
+    # A tf.data dataset whose labels are not known (a tfds dataset): the
+    # subset reads them once and knows them.
+    images, labels = cifar_images
+    info = TFImageDataset.from_arrays(images, labels)
+    unknown = TFImageDataset(
+        info.dataset, info.num_examples, info.num_classes, info.class_names, info.image_size
+    )
+    assert unknown.labels is None
+    np.testing.assert_array_equal(unknown.read_labels(), labels)
+    subset = unknown.subset(0.1, seed=2)
+    np.testing.assert_array_equal(subset.labels, labels[labeled_subset(labels, 0.1, seed=2)])
+    np.testing.assert_array_equal(subset.arrays()[1], subset.labels)
+    wrong = TFImageDataset(info.dataset, 300, 10, info.class_names, info.image_size)
+    with pytest.raises(ValueError, match="holds 256 examples, not the num_examples=300"):
+        wrong.read_labels()
