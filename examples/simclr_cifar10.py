@@ -69,8 +69,7 @@ augmentation layers turn them into float32 views in [0, 1].
 train = data.load_image_folder(args.image_folder, "train")
 test = data.load_image_folder(args.image_folder, "test")
 if train_examples:
-    train = data.take_examples(train, train_examples)
-    test = data.take_examples(test, train_examples)
+    train, test = train.take(train_examples), test.take(train_examples)
 train, test = train.cache(), test.cache()  # decode the JPEGs once
 print(f"{train.num_examples} training images of {train.image_size}, {train.num_classes} classes")
 
@@ -108,16 +107,16 @@ schedule = keras.optimizers.schedules.CosineDecay(
 model.compile(optimizer=ks.optimizers.LARS(schedule, weight_decay=1e-6))
 
 knn = ks.evaluation.KNNMonitor(
-    train_data=data.evaluation_dataset(train, 512),
-    test_data=data.evaluation_dataset(test, 512),
+    train_data=train.evaluation_batches(512),
+    test_data=test.evaluation_batches(512),
     num_classes=train.num_classes,
     k=200,
     temperature=0.1,
 )
 history = model.fit(
-    data.pretraining_dataset(train, args.batch_size, seed=0),
+    train.training_batches(args.batch_size, seed=0),
     epochs=args.epochs,
-    shuffle=False,  # the tf.data pipeline reshuffles every epoch
+    shuffle=False,  # the batches are reshuffled every epoch already
     callbacks=[knn, ks.evaluation.CollapseAlarm()],
 )
 

@@ -87,15 +87,13 @@ model. Images stay uint8 until the models turn them into floats in [0, 1].
 train = data.load_image_folder(args.image_folder, "train")
 test = data.load_image_folder(args.image_folder, "test", image_size=train.image_size)
 if max_examples:
-    train = data.take_examples(train, max_examples)
-    test = data.take_examples(test, max_examples)
-x_train, y_train = data.dataset_arrays(train.cache())
-x_test, y_test = data.dataset_arrays(test.cache())
+    train, test = train.take(max_examples), test.take(max_examples)
+train, test = train.in_memory(), test.in_memory()  # decoded once, as NumPy arrays
+x_train, y_train = train.arrays()
+x_test, y_test = test.arrays()
 num_classes = train.num_classes
-labelled = data.labeled_subset(
-    y_train, args.label_fraction, seed=0, num_classes=num_classes
-)
-x_labelled, y_labelled = x_train[labelled], y_train[labelled]
+# A per-class balanced fraction, e.g. 10%: SimCLR's semi-supervised split.
+x_labelled, y_labelled = train.subset(args.label_fraction, seed=0).arrays()
 print(
     f"{len(x_train)} training images ({len(x_labelled)} labelled), "
     f"{len(x_test)} test images of {train.image_size}, {num_classes} classes"
