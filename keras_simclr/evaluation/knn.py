@@ -1,226 +1,40 @@
-"""Weighted k-nearest-neighbour evaluation of encoder features.
+"""Weighted k-nearest-neighbour classification of encoder features.
 
 Everything here is `keras.ops` and NumPy: it runs on every backend and
-imports without TensorFlow. TensorFlow is touched only when the caller passes
-a `tf.data.Dataset` or the backend is TensorFlow (it is then already
-imported).
-
-Features come from `forward.predict_batch`, not `predict_on_batch`: one row
-per image also for an encoder built under a `tf.distribute` strategy or a
-JAX distribution, equal to what the single-device encoder with the same
-weights gives.
+imports without TensorFlow. The features come from `features.py`
+(`extract_features`: one row per image, also under a distribution).
 """
 
-import keras
 import numpy as np
 from keras import ops
 
-from keras_simclr.augment.image_utils import check_image_range
-from keras_simclr.evaluation.forward import predict_batch
+from keras_simclr.evaluation.features import extract_data_features
+from keras_simclr.evaluation.labelled_data import check_labelled_arrays
 from keras_simclr.models import input_checks
 
 
-def resolve_encoder(model_or_encoder, caller="extract_features"):
-    """Returns the encoder of a `ContrastiveModel`-like object or the model itself.
+def unit_rows(x):
+    """Rows of `x` divided by their L2 norm (at least 1e-12): `x / max(||x||, eps)`.
 
-    Anything with an `.encoder` attribute that is a `keras.Model` (e.g.
-    `ContrastiveModel`) gives that encoder; a `keras.Model` is used as is.
-    """
-    encoder = getattr(model_or_encoder, "encoder", None)
-    if isinstance(encoder, keras.Model):
-        return encoder
-    if isinstance(model_or_encoder, keras.Model):
-        return model_or_encoder
-    raise ValueError(
-        f"{caller} takes an encoder `keras.Model` or a model with an "
-        "`.encoder` attribute that is a `keras.Model` (e.g. ContrastiveModel). "
-        f"Received: {type(model_or_encoder).__name__}"
-    )
-
-
-_is_tf_dataset = input_checks.is_tf_dataset
-
-
-def _is_image_array(x):
-    return hasattr(x, "shape") and hasattr(x, "dtype") and len(x.shape) == 4
-
-
-def _split_element(element):
-    """`(images, labels)`, `(images,)` or `images` -> `(images, labels or None)`."""
-    if isinstance(element, dict):
-        raise ValueError(
-            "Batches must be `(images, labels)` tuples or image arrays. "
-            f"Received: a dict with keys {sorted(element)}"
-        )
-    if isinstance(element, (tuple, list)):
-        if len(element) == 1:
-            return element[0], None
-        if len(element) >= 2:
-            # (images, labels[, sample_weights]): the weights are ignored.
-            return element[0], element[1]
-    return element, None
-
-
-def iterate_batches(data, batch_size):
-    """Yields `(images, labels or None)` NumPy batches.
-
-    `data` is an image array `(N, H, W, 3)`, a pair `(images, labels)` of
-    arrays, a `tf.data.Dataset` of `(images, labels)` or image batches (an
-    unbatched dataset of single images is batched here), or any iterable of
-    such batches.
-    """
-    if _is_image_array(data):
-        for start in range(0, len(data), batch_size):
-            yield np.asarray(data[start : start + batch_size]), None
-        return
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and _is_image_array(data[0])
-        and hasattr(data[1], "shape")
-    ):
-        images, labels = data
-        if len(images) != len(labels):
-            raise ValueError(
-                "images and labels must have the same length. Received: "
-                f"{len(images)} images and {len(labels)} labels"
-            )
-        for start in range(0, len(images), batch_size):
-            yield (
-                np.asarray(images[start : start + batch_size]),
-                np.asarray(labels[start : start + batch_size]),
-            )
-        return
-    if _is_tf_dataset(data):
-        spec, _ = _split_element(data.element_spec)
-        if spec.shape.rank == 3:  # single images: batch them here
-            data = data.batch(batch_size)
-        iterator = data.as_numpy_iterator()
-    else:
-        try:
-            iterator = iter(data)
-        except TypeError:
-            raise ValueError(
-                "Expected images `(N, H, W, 3)`, `(images, labels)` arrays, a "
-                "tf.data.Dataset or an iterable of batches. Received: "
-                f"{type(data).__name__}"
-            ) from None
-    for element in iterator:
-        images, labels = _split_element(element)
-        yield np.asarray(images), None if labels is None else np.asarray(labels)
-
-
-def _to_unit_float(images, what):
-    """uint8 -> float32 / 255 (any integer type); floats in [0, 1] as they are."""
-    check_image_range(images, what)
-    if np.issubdtype(images.dtype, np.integer):
-        return images.astype("float32") / 255.0
-    return images.astype("float32", copy=False)
-
-
-def extract_features(model_or_encoder, images_or_dataset, batch_size=256):
-    """Runs the encoder in inference mode and returns its features as NumPy.
+    The normalization of PyTorch's `F.normalize`, which lightly's and the
+    InstDisc / MoCo kNN monitors use; the tests hold `weighted_knn_predict`
+    to lightly's `knn_predict` with it. Not `utils.tensors.l2_normalize`
+    (`x * rsqrt(max(||x||^2, eps))`, the losses' rule, which gives a zero
+    gradient at 0): its results can differ in the last bits, and the
+    kNN needs no gradient.
 
     Args:
-        model_or_encoder: an encoder `keras.Model` mapping float32 images in
-            [0, 1], `(B, H, W, 3)`, to features `(B, F)`, or a model with an
-            `.encoder` attribute (e.g. `ContrastiveModel`), whose encoder is
-            used.
-        images_or_dataset: images `(N, H, W, 3)`; or `(images, labels)`
-            arrays; or a `tf.data.Dataset` (batched or not) / iterable of
-            `(images, labels)` or image batches. uint8 images are scaled to
-            [0, 1]; float images must be in [0, 1] already and are used as
-            they are (never rescaled or clipped).
-        batch_size: batch size for arrays and unbatched datasets.
-
-    On a model built under a `tf.distribute` strategy (or called in a
-    strategy's scope) the encoder runs on one device, outside the replica
-    context: the single-device features, one row per image.
+        x: a `(N, F)` tensor.
 
     Returns:
-        `features`, float32 `(N, F)`, when the data has no labels;
-        `(features, labels)`, with labels `(N,)`, when it has.
-
-    Raises:
-        ValueError: float images outside [0, 1] (or integer ones outside
-            [0, 255]), naming their dtype and range; images that are not
-            `(batch, H, W, C)`; an encoder output that is not `(batch, F)`;
-            a mix of labelled and unlabelled batches; no images.
+        a tensor of the shape of `x`, each non-zero row of unit norm.
 
     Example:
 
     ```python
-    features, labels = extract_features(model, (x_test, y_test))
-    features = extract_features(model.encoder, x_test)
+    unit_rows(keras.ops.convert_to_tensor([[3.0, 4.0]]))  # [[0.6, 0.8]]
     ```
     """
-    return _extract_features(model_or_encoder, images_or_dataset, batch_size)
-
-
-def _extract_features(model_or_encoder, images_or_dataset, batch_size, what="images"):
-    """`extract_features`, its errors naming the images `what`."""
-    encoder = resolve_encoder(model_or_encoder)
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
-    features, labels, has_labels = [], [], None
-    for images, batch_labels in iterate_batches(images_or_dataset, int(batch_size)):
-        if has_labels is None:
-            has_labels = batch_labels is not None
-        elif has_labels != (batch_labels is not None):
-            raise ValueError(
-                "Either every batch carries labels or none does. Received: a "
-                "mix of (images, labels) and image-only batches"
-            )
-        if images.ndim != 4:
-            raise ValueError(
-                "Images must be a batch of shape (batch, height, width, channels). "
-                f"Received: shape={images.shape}"
-            )
-        if len(images) == 0:
-            continue
-        # Not encoder.predict_on_batch: under a tf.distribute strategy it
-        # returns one copy of the batch per replica (see forward.py).
-        output = predict_batch(encoder, _to_unit_float(images, what)).astype("float32")
-        if output.ndim != 2:
-            raise ValueError(
-                "The encoder must map images to features of shape (batch, F), "
-                f"e.g. with global average pooling. Received: output shape {output.shape}"
-            )
-        features.append(output)
-        if has_labels:
-            batch_labels = np.asarray(batch_labels)
-            if batch_labels.ndim == 2 and batch_labels.shape[1] == 1:
-                batch_labels = batch_labels[:, 0]
-            labels.append(batch_labels)
-    if not features:
-        raise ValueError("No images to extract features from. Received: empty data")
-    features = np.concatenate(features)
-    if has_labels:
-        return features, np.concatenate(labels)
-    return features
-
-
-def check_labelled_arrays(data, num_classes, name):
-    """Checks the images and labels of `(images, labels)` arrays now.
-
-    Anything else (a dataset, an iterable) is left to the checks made as
-    its batches are read.
-
-    Raises:
-        ValueError: as `check_image_range` and `check_labels`, naming
-            `name`.
-    """
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) == 2
-        and input_checks.is_array(data[0])
-        and input_checks.is_array(data[1])
-    ):
-        check_image_range(data[0], f"{name} images")
-        input_checks.check_labels(data[1], num_classes, f"{name} labels")
-
-
-def _l2_normalize(x):
     return x / ops.maximum(ops.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -319,11 +133,11 @@ def weighted_knn_predict(
         raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
     batch_size = int(batch_size)
 
-    bank_t = ops.transpose(_l2_normalize(ops.convert_to_tensor(train_features)))
+    bank_t = ops.transpose(unit_rows(ops.convert_to_tensor(train_features)))
     bank_labels = ops.convert_to_tensor(train_labels.astype("int32"))
     scores = np.zeros((len(query_features), num_classes), "float32")
     for start in range(0, len(query_features), batch_size):
-        queries = _l2_normalize(
+        queries = unit_rows(
             ops.convert_to_tensor(query_features[start : start + batch_size])
         )
         count = int(queries.shape[0])
@@ -438,10 +252,10 @@ def evaluate_knn(
     num_classes = int(num_classes)
     check_labelled_arrays(train_data, num_classes, "train_data")
     check_labelled_arrays(test_data, num_classes, "test_data")
-    train = _extract_features(
+    train = extract_data_features(
         model_or_encoder, train_data, batch_size, "train_data images"
     )
-    test = _extract_features(model_or_encoder, test_data, batch_size, "test_data images")
+    test = extract_data_features(model_or_encoder, test_data, batch_size, "test_data images")
     if not (isinstance(train, tuple) and isinstance(test, tuple)):
         raise ValueError(
             "evaluate_knn needs labelled data: (images, labels) arrays or a "

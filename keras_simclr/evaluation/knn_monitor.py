@@ -1,7 +1,7 @@
 import keras
 
-from keras_simclr.evaluation.knn import check_labelled_arrays
 from keras_simclr.evaluation.knn import evaluate_knn
+from keras_simclr.evaluation.labelled_data import check_labelled_arrays
 
 
 class KNNMonitor(keras.callbacks.Callback):

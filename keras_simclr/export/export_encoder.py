@@ -10,7 +10,7 @@ import os
 import keras
 import numpy as np
 
-from keras_simclr.evaluation.knn import resolve_encoder
+from keras_simclr.models.resolve_encoder import resolve_encoder
 
 METADATA_FILE = "keras_simclr.json"
 KERAS_FILE = "encoder.keras"

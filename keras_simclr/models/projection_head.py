@@ -150,6 +150,46 @@ class ProjectionHead(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim,)
 
+    def truncated_output_shape(self, input_shape, num_layers):
+        """The output shape of `call(inputs, num_layers=num_layers)`.
+
+        The first `num_layers` layers map `(..., dim)` features to
+        `(..., width)`: `width` is `hidden_dim` (the input width when
+        `hidden_dim=None`) for the hidden layers and `output_dim` when all
+        layers are applied. Fine-tuning from a middle layer of the head
+        (SimCLR v2) puts its classifier on this output. The head need not be
+        built.
+
+        Args:
+            input_shape: the shape of the features h, `(..., dim)`.
+            num_layers: how many of the head's layers are applied, from 0
+                (the input itself) to `num_layers` of the head.
+
+        Returns:
+            the output shape, a tuple.
+
+        Raises:
+            ValueError: `num_layers` outside `[0, self.num_layers]`.
+
+        Example:
+
+        ```python
+        head = ProjectionHead(num_layers=3, hidden_dim=256, output_dim=128)
+        head.truncated_output_shape((None, 512), 1)  # (None, 256)
+        ```
+        """
+        if int(num_layers) != num_layers or not 0 <= num_layers <= self.num_layers:
+            raise ValueError(
+                f"num_layers must be an integer between 0 and {self.num_layers}. "
+                f"Received: num_layers={num_layers}"
+            )
+        input_shape = tuple(input_shape)
+        if num_layers == 0:
+            return input_shape
+        if num_layers == self.num_layers:
+            return self.compute_output_shape(input_shape)
+        return input_shape[:-1] + (int(self.hidden_dim or input_shape[-1]),)
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -58,34 +58,6 @@ def test_linear_probe_on_random_init_features_beats_chance():
     )
 
 
-def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_path):
-    images, labels = cifar_images
-    model = _random_model()
-    before = [w.copy() for w in model.encoder.get_weights()]
-    result = fine_tune(
-        model, (images[:192], labels[:192]), (images[192:], labels[192:]), 10,
-        ft_proj_selector=1, epochs=2, batch_size=64,
-    )
-    tuned = result["model"]
-    # Input -> crop -> encoder -> first head layer (64 wide) -> classifier.
-    assert tuned.get_layer("classifier").kernel.shape == (64, 10)
-    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
-    assert result["train_loss"][-1] < result["train_loss"][0]
-    for a, b in zip(before, model.encoder.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    # The fine-tuned model saves and reloads (e.g. as a distillation teacher).
-    path = str(tmp_path / "fine_tuned.keras")
-    tuned.save(path)
-    restored = keras.saving.load_model(path)
-    assert restored.head_layers == 1
-    np.testing.assert_allclose(
-        restored.predict(images[192:], verbose=0), tuned.predict(images[192:], verbose=0),
-        atol=1e-5,
-    )
-    with pytest.raises(ValueError, match="ft_proj_selector=3"):
-        fine_tune(model, (images, labels), (images, labels), 10, ft_proj_selector=3)
-
-
 def _uint8_separable(count, seed):
     images, labels = _separable_images(count, seed)
     return (images * 255).astype("uint8"), labels

@@ -70,3 +70,16 @@ def test_batch_statistics_outside_training_match_training_without_updates():
     assert np.abs(got - inference).max() > 0.5 * np.abs(got).max() > 0
     training = keras.ops.convert_to_numpy(head(x, training=True))
     np.testing.assert_allclose(got, training, rtol=1e-4, atol=1e-5)
+
+
+def test_truncated_output_shape_is_the_shape_of_the_first_layers():
+    head = ProjectionHead(num_layers=3, hidden_dim=12, output_dim=6)
+    x = np.random.default_rng(2).normal(size=(4, 10)).astype("float32")
+    # Not built yet: the shapes come from the configuration.
+    expected = [head.truncated_output_shape((4, 10), k) for k in range(4)]
+    assert expected == [(4, 10), (4, 12), (4, 12), (4, 6)]
+    for k in range(1, 4):
+        assert tuple(head(x, num_layers=k).shape) == expected[k]
+    assert ProjectionHead(num_layers=2).truncated_output_shape((None, 7), 1) == (None, 7)
+    with pytest.raises(ValueError, match="num_layers=4"):
+        head.truncated_output_shape((4, 10), 4)
