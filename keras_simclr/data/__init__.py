@@ -40,7 +40,16 @@ _EXPORTS = {
     "load_tfds": "tfds_dataset",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BadImagesError",
+    "BadImagesWarning",
+    "ImageDataset",
+    "image_folder_size",
+    "labeled_subset",
+    "load_arrays",
+    "load_image_folder",
+    "load_tfds",
+]
 
 
 def __getattr__(name):

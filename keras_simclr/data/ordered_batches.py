@@ -42,7 +42,7 @@ class OrderedBatches(keras.utils.PyDataset):
         self.batch_size = check_batch_size(batch_size)
 
     def __len__(self):
-        return -(-len(self.images) // self.batch_size)
+        return (len(self.images) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, index):
         index = int(index)

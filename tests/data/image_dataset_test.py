@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_simclr.data
 from keras_simclr.data import ImageDataset
 from keras_simclr.data import load_arrays
 from keras_simclr.data.array_image_dataset import ArrayImageDataset
@@ -23,6 +24,17 @@ def both(cifar_images):
 def test_the_interface_is_abstract():
     with pytest.raises(TypeError, match="abstract"):
         ImageDataset()
+
+
+def test_the_package_exports_the_interface_and_one_loader_per_source():
+    assert sorted(keras_simclr.data.__all__) == [
+        "BadImagesError", "BadImagesWarning", "ImageDataset", "image_folder_size",
+        "labeled_subset", "load_arrays", "load_image_folder", "load_tfds",
+    ]
+    for name in keras_simclr.data.__all__:
+        assert getattr(keras_simclr.data, name).__name__ == name
+    with pytest.raises(AttributeError, match="pretraining_dataset"):
+        keras_simclr.data.pretraining_dataset  # noqa: B018
 
 
 def test_same_examples_take_and_in_memory(both, cifar_images):

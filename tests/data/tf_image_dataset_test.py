@@ -115,7 +115,7 @@ def test_batches_are_static_shuffled_per_epoch_and_cached(cifar_folder, tmp_path
 
     # Decoded once: with the files gone, every later pass reads memory.
     shutil.rmtree(root)
-    first, first_labels, batches = _epoch(train)
+    first, _, batches = _epoch(train)
     second, second_labels, _ = _epoch(train)
     assert [b[0].shape[0] for b in batches] == [64, 64, 64]  # 200 // 64, remainder dropped
     assert len(_rows(first)) == 192 and _rows(first) <= _rows(all_images)
@@ -159,7 +159,7 @@ def test_shuffle_is_reproducible_from_the_seed(cifar_images):
 def test_shuffle_mixes_the_whole_dataset(cifar_images):
     # Where the images of the first batch come from, over many epochs: a
     # uniform shuffle draws each of the 256 positions with probability 1/8.
-    images, labels = cifar_images
+    images = cifar_images[0]
     info = TFImageDataset.from_arrays(images, np.arange(256) % 10)
     position = {image.tobytes(): i for i, image in enumerate(images)}
     train = info.training_batches(32, seed=0)
