@@ -1,8 +1,6 @@
 """Tests of RandomGaussianBlur against a NumPy separable Gaussian."""
 
 import math
-import os
-import re
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ import tensorflow as tf
 import keras
 
 from keras_simclr.augment import RandomGaussianBlur
+from tests.layer_test_case import run_layer_test
 
 
 def _np(x):
@@ -44,23 +43,7 @@ def _upsampled(cifar_images, count, factor=2):
     return np.repeat(np.repeat(images, factor, axis=1), factor, axis=2)
 
 
-# -- shapes, dtypes, ranges ---------------------------------------------------
-
-
-@pytest.mark.parametrize("as_float", [False, True])
-def test_shapes_dtype_range(cifar_images, as_float):
-    images = cifar_images[0][:16]
-    if as_float:
-        images = _float(images)
-    out = _np(RandomGaussianBlur(seed=0)(images))
-    assert out.shape == (16, 32, 32, 3) and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
-
-
-def test_unbatched(cifar_images):
-    out = _np(RandomGaussianBlur(seed=0)(cifar_images[0][2]))
-    assert out.shape == (32, 32, 3) and out.dtype == np.float32
-    assert 0.0 <= out.min() and out.max() <= 1.0
+# -- kernel size --------------------------------------------------------------
 
 
 def test_default_kernel_is_about_ten_percent_of_the_side():
@@ -200,15 +183,6 @@ def test_per_image_sigma(cifar_images):
             assert np.abs(out[i] - out[j]).max() > 1e-4, (i, j)
 
 
-def test_seeded_reproducibility(cifar_images):
-    images = cifar_images[0][:8]
-    a = _np(RandomGaussianBlur(probability=0.5, seed=1)(images))
-    b = _np(RandomGaussianBlur(probability=0.5, seed=1)(images))
-    c = _np(RandomGaussianBlur(probability=0.5, seed=2)(images))
-    np.testing.assert_array_equal(a, b)
-    assert np.abs(a - c).max() > 1e-2
-
-
 def test_training_false_is_identity(cifar_images):
     images = cifar_images[0][:4]
     out = _np(RandomGaussianBlur(seed=0)(images, training=False))
@@ -217,14 +191,6 @@ def test_training_false_is_identity(cifar_images):
 
 
 # -- errors -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "shape", [(32, 32), (2, 2, 32, 32, 3), (2, 32, 32, 1), (2, 32, 32, 4)]
-)
-def test_bad_input_shape(shape):
-    with pytest.raises(ValueError, match=re.escape(f"Received: images.shape={shape}")):
-        RandomGaussianBlur()(np.zeros(shape, "float32"))
 
 
 @pytest.mark.parametrize(
@@ -242,50 +208,31 @@ def test_bad_arguments(kwargs, name):
         RandomGaussianBlur(**kwargs)
 
 
-# -- config, saving, graphs ---------------------------------------------------
+# -- the layer contract, XLA -------------------------------------------------
 
 
-def test_get_config_round_trip():
-    layer = RandomGaussianBlur(kernel_size=7, sigma=(0.2, 1.5), probability=0.5, seed=4)
-    config = layer.get_config()
-    assert config["kernel_size"] == 7 and tuple(config["sigma"]) == (0.2, 1.5)
-    assert config["probability"] == 0.5 and config["seed"] == 4
-    assert RandomGaussianBlur.from_config(config).get_config() == config
-
-
-def test_keras_save_load(tmp_path, cifar_images):
-    images = _float(cifar_images[0][:8])
-    model = keras.Sequential(
-        [keras.Input((32, 32, 3)), RandomGaussianBlur(kernel_size=5, probability=0.5, seed=9)]
+def test_layer_contract(cifar_images):
+    config = dict(kernel_size=7, sigma=(0.2, 1.5), probability=0.5, seed=4)
+    run_layer_test(
+        RandomGaussianBlur,
+        config,
+        cifar_images[0][:8],
+        (8, 32, 32, 3),
+        expected_config=config,
+        random=True,
+        min_change=1e-2,
+        keeps_float32=True,
+        output_range=(0.0, 1.0),
+        uint8_atol=1e-6,
+        supports_unbatched=True,
+        bad_input_shapes=[(32, 32), (2, 2, 32, 32, 3), (2, 32, 32, 1), (2, 32, 32, 4)],
+        run_tf_data_test=True,
     )
-    path = os.path.join(tmp_path, "blur.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.layers[0], RandomGaussianBlur)
-    assert loaded.layers[0].get_config() == model.layers[0].get_config()
-    np.testing.assert_array_equal(_np(loaded(images)), _np(model(images)))
 
 
-def test_tf_data_map(cifar_images):
-    images = cifar_images[0][:8]
-    layer = RandomGaussianBlur(seed=2)
-    unbatched = tf.data.Dataset.from_tensor_slices(np.repeat(images[:1], 4, 0)).map(layer)
-    outs = [o.numpy() for o in unbatched]
-    assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outs)
-    assert np.abs(outs[0] - outs[1]).max() > 1e-4
-    batched = tf.data.Dataset.from_tensor_slices(images).batch(4).map(layer)
-    outs = [o.numpy() for o in batched]
-    assert [o.shape for o in outs] == [(4, 32, 32, 3)] * 2
-
-
-def test_jit_compile(cifar_images):
-    images = tf.constant(cifar_images[0][:8])
+def test_xla_transform_matches_numpy(cifar_images):
     layer = RandomGaussianBlur(kernel_size=7, seed=2)
-    fn = tf.function(lambda x: layer(x), jit_compile=True)
-    a, b = fn(images).numpy(), fn(images).numpy()
-    assert a.shape == (8, 32, 32, 3) and 0 <= a.min() and a.max() <= 1
-    assert np.abs(a - b).max() > 1e-4
-    x = _float(images.numpy())
+    x = _float(cifar_images[0][:8])
     t = _transformation([0.3, 0.9, 1.5, 2.0, 0.5, 1.0, 1.2, 1.8])
     compiled = tf.function(lambda v: layer.transform_images(v, t), jit_compile=True)(x).numpy()
     for i, sigma in enumerate(t["sigma"]):
