@@ -6,17 +6,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np
+import pytest
+
 # Before any test module imports Keras: the suite runs with the TensorFlow
 # settings users get from `import keras_simclr` (oneDNN CPU kernels).
 import keras_simclr  # noqa: E402, F401
 
-import numpy as np
-import pytest
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.environ.get(
-    "KERAS_SIMCLR_DATA", os.path.join(REPO_ROOT, "..", "shared", "data")
-)
+SHARED_DATA = os.environ.get("KERAS_SIMCLR_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 CIFAR_NPZ = os.path.join(SHARED_DATA, "cifar10_jpeg.npz")
 
 
@@ -42,8 +40,9 @@ def decode_cifar(split="train", count=64, start=0):
     order (seed 0) of the split: every class appears. Returns
     `(images, labels)`.
     """
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     data = np.load(_require_npz())
     offsets = data[f"{split}_offsets"]
@@ -54,9 +53,7 @@ def decode_cifar(split="train", count=64, start=0):
     images = np.stack(
         [
             np.asarray(
-                Image.open(
-                    io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())
-                ).convert("RGB")
+                Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())).convert("RGB")
             )
             for i in chosen
         ]

@@ -110,12 +110,10 @@ def run_layer_test(
         outputs["float_output"] = to_numpy(make()(_as_float(input_data)))
         check_output(outputs["float_output"], expected_output_shape, "float input")
         if uint8_atol is not None:
-            np.testing.assert_allclose(
-                outputs["output"], outputs["float_output"], atol=uint8_atol
-            )
+            np.testing.assert_allclose(outputs["output"], outputs["float_output"], atol=uint8_atol)
     if supports_unbatched:
-        assert tuple(layer.compute_output_shape(input_data.shape[1:])) == (
-            expected_output_shape[1:]
+        assert (
+            tuple(layer.compute_output_shape(input_data.shape[1:])) == (expected_output_shape[1:])
         )
         check_output(to_numpy(make()(input_data[0])), expected_output_shape[1:], "unbatched")
 
@@ -260,6 +258,4 @@ def _check_tf_function(
         np.testing.assert_array_equal(traced(jit_compile=True)(input_data).numpy(), a)
     graph, eager = traced(jit_compile=False), (make() if random else shared)
     for batch in (input_data, input_data[:5]):
-        np.testing.assert_allclose(
-            graph(batch).numpy(), to_numpy(eager(batch)), atol=graph_atol
-        )
+        np.testing.assert_allclose(graph(batch).numpy(), to_numpy(eager(batch)), atol=graph_atol)

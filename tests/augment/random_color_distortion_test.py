@@ -2,11 +2,10 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.augment import RandomColorDistortion
 from tests.layer_test_case import run_layer_test
@@ -208,7 +207,9 @@ def test_brightness_only_through_transform_images(brightness):
     """Only brightness active (other factors neutral), clipped to [0, 1]."""
     color = np.array([0.2, 0.4, 0.6], "float32")
     image = np.tile(color, (3, 4, 4, 1))
-    values = np.array([1.5, 0.5, 3.0] if brightness == "multiplicative" else [0.3, -0.1, -0.5], "float32")
+    values = np.array(
+        [1.5, 0.5, 3.0] if brightness == "multiplicative" else [0.3, -0.1, -0.5], "float32"
+    )
     t = {
         "brightness": values,
         "contrast": np.ones(3, "float32"),
@@ -226,7 +227,9 @@ def test_brightness_only_through_transform_images(brightness):
         else:
             expected = np.clip(color[None] + values[:, None], 0, 1)
         np.testing.assert_allclose(out[:, 0, 0], expected, atol=1e-5)
-        np.testing.assert_allclose(out, np.broadcast_to(expected[:, None, None], out.shape), atol=1e-5)
+        np.testing.assert_allclose(
+            out, np.broadcast_to(expected[:, None, None], out.shape), atol=1e-5
+        )
 
 
 def _only(batch, mode="multiplicative", **values):
@@ -271,7 +274,9 @@ def test_saturation_matches_tf(cifar_images, random_order):
     ref = _per_image_tf(images, tf.image.adjust_saturation, factors)
     np.testing.assert_allclose(out, ref, atol=1e-4)
     # Saturation 0 is a gray image (HSV value, i.e. max channel).
-    np.testing.assert_allclose(out[0], np.repeat(images[0].max(-1, keepdims=True), 3, -1), atol=1e-4)
+    np.testing.assert_allclose(
+        out[0], np.repeat(images[0].max(-1, keepdims=True), 3, -1), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("random_order", [False, True])
@@ -404,9 +409,7 @@ def test_saturation_and_hue_pass_matches_colorsys(cifar_images):
     saturation = np.array([0.3, 1.7, 0.0], "float32")
     hue = np.array([0.17, -0.45, 0.3], "float32")
     out = _np(
-        adjust_saturation_and_hue(
-            images, saturation[:, None, None, None], hue[:, None, None, None]
-        )
+        adjust_saturation_and_hue(images, saturation[:, None, None, None], hue[:, None, None, None])
     )
     expected = np.empty_like(images)
     for i, image in enumerate(images):

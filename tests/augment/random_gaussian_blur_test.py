@@ -2,11 +2,10 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.augment import RandomGaussianBlur
 from tests.layer_test_case import run_layer_test
@@ -69,9 +68,7 @@ def test_constant_image_unchanged():
     np.testing.assert_allclose(random_out, image, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "kernel_size,upsample", [(None, 1), (None, 2), (9, 1), (5, 2), (1, 1)]
-)
+@pytest.mark.parametrize("kernel_size,upsample", [(None, 1), (None, 2), (9, 1), (5, 2), (1, 1)])
 def test_matches_numpy_separable_gaussian(cifar_images, kernel_size, upsample):
     images = _upsampled(cifar_images, 4, upsample)
     size = images.shape[1]
@@ -129,7 +126,10 @@ def test_more_sigma_more_smoothing(cifar_images):
 def test_sigma_and_apply_draws():
     n = 4000
     layer = RandomGaussianBlur(probability=0.5, seed=3)
-    t = {k: _np(v) for k, v in layer.get_random_transformation(np.zeros((n, 4, 4, 3), "float32")).items()}
+    t = {
+        k: _np(v)
+        for k, v in layer.get_random_transformation(np.zeros((n, 4, 4, 3), "float32")).items()
+    }
     sigma = t["sigma"]
     assert sigma.shape == (n,) and sigma.dtype == np.float32
     assert sigma.min() >= 0.1 and sigma.max() <= 2.0

@@ -2,11 +2,10 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.augment import RandomResizedCrop
 from tests.layer_test_case import run_layer_test

@@ -4,11 +4,10 @@ import math
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.augment import RandomColorDistortion
 from keras_simclr.augment import RandomGaussianBlur
@@ -249,9 +248,9 @@ def test_per_image_randomness_under_xla(cifar_images):
     layer = SimCLRAugmentation(24, preset="imagenet", seed=2)
     fn = tf.function(lambda x: layer(x), jit_compile=True)
     copies = fn(tf.repeat(images[:1], 8, axis=0)).numpy().reshape(8, -1)
-    assert min(
-        np.abs(copies[i] - copies[j]).max() for i in range(8) for j in range(i + 1, 8)
-    ) > 1e-2
+    assert (
+        min(np.abs(copies[i] - copies[j]).max() for i in range(8) for j in range(i + 1, 8)) > 1e-2
+    )
 
 
 JAX_CODE = r"""

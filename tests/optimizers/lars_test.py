@@ -90,13 +90,17 @@ CASES = {
         dict(decay={"kernel": True, "bias": True}, adapt={"kernel": True, "bias": True}),
     ),
     "nesterov": (
-        dict(learning_rate=0.5, weight_decay=0.05, nesterov=True,
-             exclude_from_weight_decay=[]),
+        dict(learning_rate=0.5, weight_decay=0.05, nesterov=True, exclude_from_weight_decay=[]),
         dict(decay={"kernel": True, "bias": True}, adapt={"kernel": True, "bias": True}),
     ),
     "eeta_and_momentum": (
-        dict(learning_rate=2.0, momentum=0.5, eeta=0.01, weight_decay=0.01,
-             exclude_from_weight_decay=[]),
+        dict(
+            learning_rate=2.0,
+            momentum=0.5,
+            eeta=0.01,
+            weight_decay=0.01,
+            exclude_from_weight_decay=[],
+        ),
         dict(decay={"kernel": True, "bias": True}, adapt={"kernel": True, "bias": True}),
     ),
     # Default exclusions: "bias" gets neither decay nor adaptation.
@@ -105,13 +109,21 @@ CASES = {
         dict(decay={"kernel": True, "bias": False}, adapt={"kernel": True, "bias": False}),
     ),
     "excluded_from_decay_only": (
-        dict(learning_rate=0.5, weight_decay=0.1, exclude_from_weight_decay=["bias"],
-             exclude_from_layer_adaptation=[]),
+        dict(
+            learning_rate=0.5,
+            weight_decay=0.1,
+            exclude_from_weight_decay=["bias"],
+            exclude_from_layer_adaptation=[],
+        ),
         dict(decay={"kernel": True, "bias": False}, adapt={"kernel": True, "bias": True}),
     ),
     "excluded_from_adaptation_only": (
-        dict(learning_rate=0.5, weight_decay=0.1, exclude_from_weight_decay=[],
-             exclude_from_layer_adaptation=["bias"]),
+        dict(
+            learning_rate=0.5,
+            weight_decay=0.1,
+            exclude_from_weight_decay=[],
+            exclude_from_layer_adaptation=["bias"],
+        ),
         dict(decay={"kernel": True, "bias": True}, adapt={"kernel": True, "bias": False}),
     ),
 }
@@ -168,8 +180,12 @@ def test_exclusions_match_the_variable_path_not_only_its_name():
     for g in grads:
         opt.apply_gradients([(g["kernel"], layer.kernel)])
     expected = numpy_lars(
-        {"kernel": w0}, grads, [0.5] * 3, weight_decay=0.1,
-        decay={"kernel": False}, adapt={"kernel": False},
+        {"kernel": w0},
+        grads,
+        [0.5] * 3,
+        weight_decay=0.1,
+        decay={"kernel": False},
+        adapt={"kernel": False},
     )
     _assert_weights({"kernel": keras.ops.convert_to_numpy(layer.kernel)}, expected)
 
@@ -238,9 +254,7 @@ def test_cosine_decay_with_warmup_schedule():
     # linear warmup 0.1 -> 0.8 over 2 steps, then cosine decay from 0.8.
     lrs = [float(schedule(t)) for t in range(4)]
     np.testing.assert_allclose(lrs[:3], [0.1, 0.45, 0.8], rtol=1e-6)
-    np.testing.assert_allclose(
-        lrs[3], 0.8 * 0.5 * (1 + np.cos(np.pi * 1 / 10)), rtol=1e-6
-    )
+    np.testing.assert_allclose(lrs[3], 0.8 * 0.5 * (1 + np.cos(np.pi * 1 / 10)), rtol=1e-6)
     weights, grads = _problem(seed=5, steps=4)
     expected = numpy_lars(weights, grads, lrs, weight_decay=0.01)
     opt = LARS(schedule, weight_decay=0.01, exclude_from_weight_decay=[])
@@ -256,7 +270,7 @@ def test_config_round_trip():
     opt = LARS(
         learning_rate=0.2,
         momentum=0.8,
-        weight_decay=1e-4,
+        weight_decay=0.05,
         eeta=0.002,
         nesterov=True,
         exclude_from_weight_decay=["bn", "bias"],
@@ -265,26 +279,37 @@ def test_config_round_trip():
         clipnorm=1.0,
     )
     config = opt.get_config()
-    assert config["momentum"] == 0.8
-    assert config["weight_decay"] == 1e-4
-    assert config["eeta"] == 0.002
-    assert config["nesterov"] is True
-    assert config["exclude_from_weight_decay"] == ["bn", "bias"]
-    assert config["exclude_from_layer_adaptation"] == ["bias"]
-    assert config["name"] == "my_lars"
     restored = LARS.from_config(config)
-    assert restored.get_config() == config
-    assert restored.lars_weight_decay == 1e-4
+    assert restored.get_config() == config and restored.name == "my_lars"
+    # LARS decays inside its rule; the base class's decoupled decay stays off.
     assert restored.weight_decay is None
-    assert restored.weight_decay_exclusions == ["bn", "bias"]
-    assert restored.layer_adaptation_exclusions == ["bias"]
-    assert restored.clipnorm == 1.0
+    # Every option survives the round trip: the restored optimizer steps as
+    # the original did, and each option set to another value changes the
+    # steps (so an option lost on the way would show).
+    weights, grads = _problem(seed=6)
+    expected = _run_keras(opt, weights, grads)
+    _assert_weights(_run_keras(restored, weights, grads), expected, rtol=0, atol=0)
+    others = dict(
+        momentum=0.9,
+        weight_decay=0.0,
+        eeta=0.001,
+        nesterov=False,
+        exclude_from_weight_decay=[],
+        exclude_from_layer_adaptation=[],
+        clipnorm=None,
+    )
+    for option, value in others.items():
+        changed = _run_keras(LARS.from_config({**config, option: value}), weights, grads)
+        assert any(not np.allclose(changed[k], expected[k], rtol=1e-4) for k in expected), option
 
     # Defaults: adaptation exclusions follow the decay exclusions.
     defaults = LARS.from_config(LARS(exclude_from_weight_decay=["x"]).get_config())
     assert defaults.layer_adaptation_exclusions == ["x"]
     assert LARS().weight_decay_exclusions == [
-        "batch_normalization", "gamma", "beta", "bias",
+        "batch_normalization",
+        "gamma",
+        "beta",
+        "bias",
     ]
 
     # Through Keras serialization, with a schedule.
@@ -292,9 +317,7 @@ def test_config_round_trip():
         0.0, decay_steps=100, warmup_target=0.3, warmup_steps=10
     )
     opt = LARS(schedule, weight_decay=1e-6, exclude_from_layer_adaptation=["gamma"])
-    clone = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(opt)
-    )
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(opt))
     assert isinstance(clone, LARS)
     assert isinstance(clone._learning_rate, keras.optimizers.schedules.CosineDecay)
     assert clone._learning_rate.get_config() == schedule.get_config()
@@ -305,8 +328,7 @@ def test_config_round_trip():
     weights, grads = _problem(seed=6)
     a = LARS(0.3, weight_decay=0.1, nesterov=True, exclude_from_weight_decay=["bias"])
     b = LARS.from_config(a.get_config())
-    _assert_weights(_run_keras(b, weights, grads), _run_keras(a, weights, grads),
-                    rtol=0, atol=0)
+    _assert_weights(_run_keras(b, weights, grads), _run_keras(a, weights, grads), rtol=0, atol=0)
 
 
 def test_three_steps_unrolled_by_hand():
@@ -330,8 +352,14 @@ def test_three_steps_unrolled_by_hand():
             opt.apply_gradients([(g.astype("float32"), w)])
         np.testing.assert_allclose(keras.ops.convert_to_numpy(w), expected, rtol=1e-6)
         # The NumPy oracle used by the other tests agrees.
-        oracle = numpy_lars({"w": [3.0, 4.0]}, [{"w": g}] * 3, [1.0] * 3,
-                            momentum=0.5, eeta=0.1, nesterov=use_nesterov)
+        oracle = numpy_lars(
+            {"w": [3.0, 4.0]},
+            [{"w": g}] * 3,
+            [1.0] * 3,
+            momentum=0.5,
+            eeta=0.1,
+            nesterov=use_nesterov,
+        )
         np.testing.assert_allclose(oracle["w"], expected, rtol=1e-12)
 
 
@@ -350,7 +378,7 @@ def test_three_steps_unrolled_by_hand():
     ],
 )
 def test_rejects_bad_arguments(kwargs):
-    (name, value), = kwargs.items()
+    ((name, value),) = kwargs.items()
     with pytest.raises(ValueError, match=f"Received: {name}="):
         LARS(**kwargs)
 
@@ -363,7 +391,9 @@ def test_refuses_a_negative_or_non_finite_learning_rate(learning_rate):
 
 def test_accepts_a_zero_learning_rate_and_schedules():
     assert float(keras.ops.convert_to_numpy(LARS(learning_rate=0.0).learning_rate)) == 0.0
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=10, warmup_target=0.3, warmup_steps=2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=10, warmup_target=0.3, warmup_steps=2
+    )
     assert LARS(learning_rate=schedule)._learning_rate is schedule
     LARS(learning_rate=lambda: 0.1)  # a callable is only checked when called
 
@@ -382,20 +412,23 @@ def test_exclude_from_weight_decay_method():
     weights["other"] = weights["kernel"][:2] * 2.0
     for g in grads:
         g["other"] = g["kernel"][:2] * -1.0
-    opt = LARS(0.5, weight_decay=0.2, exclude_from_weight_decay=[],
-               exclude_from_layer_adaptation=["bias"])
+    opt = LARS(
+        0.5, weight_decay=0.2, exclude_from_weight_decay=[], exclude_from_layer_adaptation=["bias"]
+    )
     variables = {k: keras.Variable(v, name=k) for k, v in weights.items()}
     opt.exclude_from_weight_decay(var_list=[variables["other"]], var_names=["kern"])
     assert opt.get_config()["exclude_from_weight_decay"] == ["kern"]
     for g in grads:
         opt.apply_gradients([(g[k], variables[k]) for k in weights])
     expected = numpy_lars(
-        weights, grads, [0.5] * 3, weight_decay=0.2,
+        weights,
+        grads,
+        [0.5] * 3,
+        weight_decay=0.2,
         decay={"kernel": False, "bias": True, "other": False},
         adapt={"kernel": True, "bias": False, "other": True},
     )
-    _assert_weights({k: keras.ops.convert_to_numpy(v) for k, v in variables.items()},
-                    expected)
+    _assert_weights({k: keras.ops.convert_to_numpy(v) for k, v in variables.items()}, expected)
     with pytest.raises(ValueError, match="before the optimizer is built"):
         opt.exclude_from_weight_decay(var_names=["bias"])
 
@@ -429,9 +462,7 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
 
     model = _dense_bn_model(0)
     initial = [keras.ops.convert_to_numpy(w) for w in model.weights]
-    model.compile(
-        optimizer=LARS(lr, momentum=0.9, weight_decay=0.5, eeta=0.0), loss="mse"
-    )
+    model.compile(optimizer=LARS(lr, momentum=0.9, weight_decay=0.5, eeta=0.0), loss="mse")
     history = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
     assert len(history.history["loss"]) == 3
 
@@ -439,7 +470,8 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
     for w, value in zip(reference.weights, initial):
         w.assign(value)
     excluded = [
-        v for v in reference.trainable_variables
+        v
+        for v in reference.trainable_variables
         if any(s in v.path for s in ("bias", "gamma", "beta"))
     ]
     assert len(excluded) == 4  # 2 dense biases, gamma, beta
@@ -450,15 +482,16 @@ def test_fit_batchnorm_and_bias_follow_sgd_momentum():
             loss = loss_fn(y, reference(x, training=True))
         sgd.apply_gradients(zip(tape.gradient(loss, excluded), excluded))
 
-    trainable_initial = [
-        w for w, v in zip(initial, model.weights) if v.trainable
-    ]
+    trainable_initial = [w for w, v in zip(initial, model.weights) if v.trainable]
     for got, expected, init in zip(
         model.trainable_variables, reference.trainable_variables, trainable_initial
     ):
         np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(expected),
-            rtol=1e-5, atol=1e-6, err_msg=got.path,
+            keras.ops.convert_to_numpy(got),
+            keras.ops.convert_to_numpy(expected),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=got.path,
         )
         value = keras.ops.convert_to_numpy(got)
         if "kernel" in got.path:  # trust 0: frozen, decay included
@@ -488,8 +521,10 @@ def test_fit_steps_match_numpy_for_every_variable():
     names = [v.path for v in reference.trainable_variables]
     excluded = {k: any(s in k for s in ("bias", "gamma", "beta")) for k in names}
     assert sum(excluded.values()) == 4 and len(names) == 6
-    w = {k: keras.ops.convert_to_numpy(v).astype("float64")
-         for k, v in zip(names, reference.trainable_variables)}
+    w = {
+        k: keras.ops.convert_to_numpy(v).astype("float64")
+        for k, v in zip(names, reference.trainable_variables)
+    }
     vel = {k: np.zeros_like(v) for k, v in w.items()}
     loss_fn = keras.losses.MeanSquaredError()
     for _ in range(3):
@@ -523,19 +558,25 @@ def _subprocess_problem():
     weights, grads = _problem(seed=9, steps=_STEPS)
     expected = {
         nesterov: numpy_lars(
-            weights, grads, [_KWARGS["learning_rate"]] * _STEPS,
-            momentum=_KWARGS["momentum"], weight_decay=_KWARGS["weight_decay"],
-            eeta=_KWARGS["eeta"], nesterov=nesterov,
+            weights,
+            grads,
+            [_KWARGS["learning_rate"]] * _STEPS,
+            momentum=_KWARGS["momentum"],
+            weight_decay=_KWARGS["weight_decay"],
+            eeta=_KWARGS["eeta"],
+            nesterov=nesterov,
             decay={"kernel": True, "bias": False},
             adapt={"kernel": True, "bias": False},
         )
         for nesterov in (False, True)
     }
-    payload = json.dumps({
-        "weights": {k: v.tolist() for k, v in weights.items()},
-        "grads": [{k: v.tolist() for k, v in g.items()} for g in grads],
-        "kwargs": _KWARGS,
-    })
+    payload = json.dumps(
+        {
+            "weights": {k: v.tolist() for k, v in weights.items()},
+            "grads": [{k: v.tolist() for k, v in g.items()} for g in grads],
+            "kwargs": _KWARGS,
+        }
+    )
     return payload, expected
 
 
@@ -615,9 +656,7 @@ def test_mirrored_strategy_equals_single_device():
     # The DESIGN pitfall: under MirroredStrategy, update_step gets each
     # replica's raw tf.Variable; exclusions are looked up by variable index.
     payload, expected = _subprocess_problem()
-    out = run_in_subprocess(
-        _MIRRORED.format(payload=payload), backend="tensorflow", timeout=300
-    )
+    out = run_in_subprocess(_MIRRORED.format(payload=payload), backend="tensorflow", timeout=300)
     result = json.loads(out.strip().splitlines()[-1])
     for nesterov in (False, True):
         mirrored = {k: np.array(v) for k, v in result[f"mirrored_{nesterov}"].items()}
@@ -627,10 +666,16 @@ def test_mirrored_strategy_equals_single_device():
         _assert_weights(mirrored, expected[nesterov])
 
     fit_m, fit_s = result["fit_mirrored"], result["fit_single"]
-    assert fit_m["paths"] == fit_s["paths"] == [
-        "model/hidden/kernel", "model/hidden/bias",
-        "model/head/kernel", "model/head/bias",
-    ]
+    assert (
+        fit_m["paths"]
+        == fit_s["paths"]
+        == [
+            "model/hidden/kernel",
+            "model/hidden/bias",
+            "model/head/kernel",
+            "model/head/bias",
+        ]
+    )
     for path, init, got_m, got_s in zip(
         fit_s["paths"], fit_s["initial"], fit_m["final"], fit_s["final"]
     ):
@@ -688,13 +733,17 @@ def test_jax_backend_matches_numpy():
     residual = 2.0 * (x @ kernel + bias - y) / y.size
     grads = {"kernel": x.T @ residual, "bias": residual.sum(axis=0)}
     step = numpy_lars(
-        {"kernel": kernel, "bias": bias}, [grads], [_KWARGS["learning_rate"]],
-        momentum=_KWARGS["momentum"], weight_decay=_KWARGS["weight_decay"],
-        eeta=_KWARGS["eeta"], nesterov=True,
-        decay={"kernel": True, "bias": False}, adapt={"kernel": True, "bias": False},
+        {"kernel": kernel, "bias": bias},
+        [grads],
+        [_KWARGS["learning_rate"]],
+        momentum=_KWARGS["momentum"],
+        weight_decay=_KWARGS["weight_decay"],
+        eeta=_KWARGS["eeta"],
+        nesterov=True,
+        decay={"kernel": True, "bias": False},
+        adapt={"kernel": True, "bias": False},
     )
     _assert_weights(
-        {"kernel": np.array(result["fit_final"][0]),
-         "bias": np.array(result["fit_final"][1])},
+        {"kernel": np.array(result["fit_final"][0]), "bias": np.array(result["fit_final"][1])},
         step,
     )
