@@ -3,31 +3,23 @@
 The core (augmentation layers, losses, optimizers, models) is written in
 `keras.ops` and imports without TensorFlow, so it runs on the JAX backend too.
 `keras_simclr.data`, `keras_simclr.export` and `keras_simclr.cli` use
-TensorFlow (tf.data, SavedModel) and are imported on first access.
+TensorFlow (tf.data, SavedModel).
 
-Importing it before Keras turns on TensorFlow's oneDNN CPU kernels where
-TensorFlow leaves them off (see `keras_simclr.onednn`).
+Importing `keras_simclr` has no side effects and imports neither Keras nor
+TensorFlow: each subpackage is imported on first access
+(`keras_simclr.models`, `from keras_simclr import losses`). That leaves time
+for `keras_simclr.enable_onednn()`, which turns on TensorFlow's oneDNN CPU
+kernels and must run before TensorFlow is imported (see
+`keras_simclr.onednn`).
 """
 
 import importlib
 
-from keras_simclr import onednn
-
-# Before `keras` imports TensorFlow: TensorFlow reads this once, at import.
-onednn.enable_onednn_by_default()
-
-from keras_simclr import augment  # noqa: E402
-from keras_simclr import distribute  # noqa: E402
-from keras_simclr import evaluation  # noqa: E402
-from keras_simclr import losses  # noqa: E402
-from keras_simclr import models  # noqa: E402
-from keras_simclr import optimizers  # noqa: E402
+from keras_simclr.onednn import enable_onednn
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("data", "export", "cli")
-
-__all__ = [
+_SUBMODULES = (
     "augment",
     "cli",
     "data",
@@ -38,10 +30,17 @@ __all__ = [
     "models",
     "onednn",
     "optimizers",
-]
+    "recipes",
+)
+
+__all__ = ["enable_onednn", *_SUBMODULES]
 
 
 def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
+    if name in _SUBMODULES:
         return importlib.import_module(f"keras_simclr.{name}")
     raise AttributeError(f"module 'keras_simclr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))

@@ -1,16 +1,25 @@
-"""TensorFlow's oneDNN CPU kernels: on by default for keras-simclr.
+"""TensorFlow's oneDNN CPU kernels: on in the CLI, one call away in a notebook.
 
 TensorFlow turns its oneDNN (formerly MKL) CPU kernels on by default only on
 x86 CPUs with AVX512-VNNI, AVX512-BF16 or AMX. On other x86 CPUs (AVX2 only,
 e.g. most AMD EPYC and older Intel cloud machines) it runs its Eigen kernels,
 and a ResNet's forward and backward passes are much slower there: on the
 2-core AVX2 machine of `BENCHMARKS.md`, ResNet-18-CIFAR pretraining ran
-1.70x faster end to end with oneDNN on (12.9 against 7.6 images/s).
+1.70x faster end to end with oneDNN on (12.9 against 7.6 images/s); the
+training step of a ResNet-18 x0.25 `ContrastiveModel` at batch 128 ran about
+2x faster with it on an AVX512-VNNI machine too.
 
-Importing `keras_simclr` therefore sets `TF_ENABLE_ONEDNN_OPTS=1` when it is
-unset and TensorFlow is not imported yet (TensorFlow reads the variable once,
-at import). A value you set yourself wins: `TF_ENABLE_ONEDNN_OPTS=0` keeps the
-Eigen kernels. oneDNN may change float32 results in the last bits (another
+TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so the
+choice must be made before anything imports TensorFlow (Keras on the
+TensorFlow backend does). Importing `keras_simclr` changes nothing; instead:
+
+- `keras-simclr` (the command line) sets `TF_ENABLE_ONEDNN_OPTS=1` before it
+  imports TensorFlow, unless you set the variable yourself.
+- In a notebook or script, call `keras_simclr.enable_onednn()` first thing,
+  or set `TF_ENABLE_ONEDNN_OPTS=1` in the environment.
+
+A value you set yourself wins: `TF_ENABLE_ONEDNN_OPTS=0` keeps the Eigen
+kernels. oneDNN may change float32 results in the last bits (another
 summation order), as TensorFlow's own start-up message says.
 """
 
@@ -20,37 +29,48 @@ import sys
 ENV_VAR = "TF_ENABLE_ONEDNN_OPTS"
 
 
-def enable_onednn_by_default():
-    """Sets `TF_ENABLE_ONEDNN_OPTS=1` if unset and TensorFlow is not imported.
+def enable_onednn():
+    """Turns on TensorFlow's oneDNN CPU kernels for this process.
+
+    Sets `TF_ENABLE_ONEDNN_OPTS=1` unless the variable is already set (a
+    value you set yourself wins: `0` keeps TensorFlow's Eigen kernels).
+    TensorFlow reads the variable once, when it is imported, so call this
+    before anything imports TensorFlow: before `import keras` on the
+    TensorFlow backend, `import tensorflow`, or a `keras_simclr` submodule
+    that uses Keras. Importing `keras_simclr` itself does not import
+    TensorFlow.
 
     Returns:
-        `True` if this call set the variable, `False` if it was already set
-        or TensorFlow had been imported (too late to change it).
+        `True` if this call set the variable, `False` if it was set already
+        (`TF_ENABLE_ONEDNN_OPTS=1` from the environment or an earlier call).
+
+    Raises:
+        RuntimeError: TensorFlow is already imported and the variable is not
+            `1`: too late to change the kernels in this process (restart the
+            Python process or notebook kernel and call this first).
 
     Example:
 
     ```python
-    import keras_simclr  # calls this before Keras imports TensorFlow
-    keras_simclr.onednn.onednn_enabled()  # True on an x86 CPU build
+    import keras_simclr as ks
+
+    ks.enable_onednn()  # before Keras imports TensorFlow
+    import keras
     ```
     """
-    if ENV_VAR in os.environ or "tensorflow" in sys.modules:
+    value = os.environ.get(ENV_VAR)
+    if "tensorflow" in sys.modules:
+        if value == "1":
+            return False
+        raise RuntimeError(
+            "enable_onednn() must be called before TensorFlow is imported: TensorFlow "
+            f"reads {ENV_VAR} once, at import, and it is imported already (by "
+            "`import keras` on the TensorFlow backend, `import tensorflow`, or a "
+            "keras_simclr submodule). Restart the Python process (or notebook kernel) "
+            f"and call keras_simclr.enable_onednn() first, or set {ENV_VAR}=1 in the "
+            f"environment. Received: {ENV_VAR}={value!r}"
+        )
+    if value is not None:
         return False
     os.environ[ENV_VAR] = "1"
     return True
-
-
-def onednn_enabled():
-    """Whether the imported TensorFlow runs its oneDNN CPU kernels.
-
-    Returns:
-        `True` or `False` once TensorFlow is imported (this does not import
-        it), `None` before, or if this TensorFlow build cannot say.
-    """
-    if "tensorflow" not in sys.modules:
-        return None
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return None
-    return bool(_pywrap_util_port.IsMklEnabled())

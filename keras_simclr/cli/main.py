@@ -6,10 +6,17 @@
     keras-simclr finetune --encoder runs/x/encoder --image_folder DIR --label_fraction 0.1
 
 `keras-simclr SUBCOMMAND --helpfull` lists a subcommand's flags.
+
+TensorFlow's oneDNN CPU kernels are on (`TF_ENABLE_ONEDNN_OPTS=1`, set here
+before the subcommand imports TensorFlow) unless the environment sets
+`TF_ENABLE_ONEDNN_OPTS` itself; `TF_ENABLE_ONEDNN_OPTS=0` keeps TensorFlow's
+Eigen kernels. See `keras_simclr.onednn`.
 """
 
 import importlib
 import sys
+
+from keras_simclr.onednn import enable_onednn
 
 # subcommand: (module, function)
 SUBCOMMANDS = {
@@ -35,6 +42,8 @@ def run(argv=None):
         print(f"keras-simclr: unknown subcommand {name!r}. {_usage()}", file=sys.stderr)
         return 2
     module_name, function = SUBCOMMANDS[name]
+    if "tensorflow" not in sys.modules:  # e.g. run() called from a test: too late
+        enable_onednn()
     module = importlib.import_module(module_name)
     from absl import app
 
