@@ -1,48 +1,19 @@
-"""Where a SimCLR training step spends its time, part by part (TensorFlow).
+"""Where a SimCLR training step's time goes, part by part (TensorFlow).
 
-`throughput.py` says how fast a whole step is; this script says why. It
-builds the same `ContrastiveModel` (ResNet encoder, 2-layer head, SimCLR
-augmentation, LARS, NT-Xent) and times, each in its own `tf.function`
-(compiled as `fit` compiles it: XLA only where `jit_compile` would be on),
-on one ready uint8 batch of real CIFAR-10 images:
+Builds `throughput`'s model and times each part in its own `tf.function` on one ready batch of
+CIFAR-10 images: the augmentation, the encoder forward, forward + backward, the whole loss
+forward, all gradients, the LARS update alone and the whole `train_on_batch` step (median ms and
+share of the step), with the encoder's GFLOP/s against a float32 matmul (README.md).
 
-- `augment`: the two-view augmentation of the batch (2N views);
-- `encoder_forward`: the encoder on the 2N views, training mode;
-- `encoder_forward_backward`: the same plus the gradients of its variables;
-- `loss_forward`: augmentation, encoder, head and NT-Xent, no gradients;
-- `gradients`: `loss_forward` plus the gradients of every variable;
-- `optimizer_apply`: LARS applying ready gradients to every variable;
-- `train_step`: one whole `model.train_on_batch` step (what `fit` runs).
-
-Each part is timed `--steps` times after `--warmup_steps` calls (the first
-traces and compiles) and reported as the median in ms and as a share of the
-whole step, with the encoder's GFLOP/s where the FLOP count is known
-(`--flops_per_image`, forward, multiply-adds x 2; backward taken as 2x
-forward) against a dense float32 matmul measured in the same process, so the
-figure reads as "how close the convolutions come to the machine's matmul".
-
-Example:
-
-    python benchmarks/step_breakdown.py --batch_size 256 --steps 3 \\
-        --output step_breakdown.json
-    python benchmarks/step_breakdown.py --tiny   # the CI smoke test
+    python -m benchmarks.step_breakdown --batch_size 256 --steps 3 --output step_breakdown.json
+    python -m benchmarks.step_breakdown --tiny   # the CI smoke test
 """
 
 import argparse
-import datetime
-import os
-import shlex
 import statistics
-import sys
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from benchmarks.throughput import DEFAULT_DATA  # noqa: E402
-from benchmarks.throughput import environment  # noqa: E402
-from benchmarks.throughput import read_jpegs  # noqa: E402
-from benchmarks.throughput import write_output  # noqa: E402
+from benchmarks import common
 
 # Forward multiply-adds x 2 per 32x32 image of ResNet-18 with the CIFAR stem
 # (3x3 stride-1 stem, no max-pool): 0.556 GMACs.
@@ -66,18 +37,27 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=256, help="images (2x views)")
     parser.add_argument("--steps", type=int, default=3, help="timed calls per part")
     parser.add_argument("--warmup_steps", type=int, default=1, help="untimed calls first (>= 1)")
-    parser.add_argument("--flops_per_image", type=float, default=None,
-                        help="encoder forward FLOPs per view; default: known for resnet18_cifar")
-    parser.add_argument("--data", default=DEFAULT_DATA, help="the shared cifar10_jpeg.npz")
+    parser.add_argument(
+        "--flops_per_image",
+        type=float,
+        default=None,
+        help="encoder forward FLOPs per view; default: known for resnet18_cifar",
+    )
     parser.add_argument("--tiny", action="store_true", help="CI mode: width 0.125, batch 8, 1 step")
-    parser.add_argument("--output", default=None, help="JSON file to write")
+    common.add_data_arguments(parser)
     args = parser.parse_args(argv)
     if args.tiny:
         args.width_multiplier, args.batch_size, args.steps = 0.125, 8, 1
     if args.steps < 1 or args.warmup_steps < 1 or args.batch_size < 2:
-        parser.error("Need --steps >= 1, --warmup_steps >= 1 and --batch_size >= 2. Received: "
-                     f"steps={args.steps}, warmup_steps={args.warmup_steps}, batch_size={args.batch_size}")
-    if args.flops_per_image is None and args.model == "resnet18_cifar" and not args.width_multiplier:
+        parser.error(
+            "Need --steps >= 1, --warmup_steps >= 1 and --batch_size >= 2. Received: "
+            f"steps={args.steps}, warmup_steps={args.warmup_steps}, batch_size={args.batch_size}"
+        )
+    if (
+        args.flops_per_image is None
+        and args.model == "resnet18_cifar"
+        and not args.width_multiplier
+    ):
         args.flops_per_image = RESNET18_CIFAR_FLOPS
     return args
 
@@ -106,17 +86,15 @@ def matmul_gflops(size=2048, repeats=5):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # keras_simclr first: it turns on TensorFlow's oneDNN kernels before
-    # TensorFlow loads, as it does for users (keras_simclr/onednn.py).
-    import keras_simclr as ks  # isort: skip
+    common.select_backend("tensorflow")
     import keras
     import numpy as np
     import tensorflow as tf
 
+    import keras_simclr as ks
+
     keras.utils.set_random_seed(0)
-    jpegs = read_jpegs(args.data, args.batch_size)
+    jpegs, _ = common.read_split(args.data, "train", args.batch_size)
     batch = tf.constant(np.stack([tf.io.decode_jpeg(j, channels=3).numpy() for j in jpegs]))
     size = int(batch.shape[1])
     model = ks.models.ContrastiveModel(
@@ -127,7 +105,11 @@ def main(argv=None):
     )
     model.compile(optimizer=ks.optimizers.LARS(0.3 * args.batch_size / 256, weight_decay=1e-6))
     model.train_on_batch(batch)  # builds every variable, the optimizer's too
-    views = model._views(batch)
+
+    def two_views():  # as ContrastiveModel makes them: one augmenter call on [x; x]
+        return model.augmenter(tf.concat([batch, batch], axis=0), training=True)
+
+    views = two_views()
     variables = model.trainable_variables
     encoder_variables = model.encoder.trainable_variables
 
@@ -137,7 +119,7 @@ def main(argv=None):
 
     @tf.function
     def augment():
-        return tf.reduce_sum(model._views(batch))
+        return tf.reduce_sum(two_views())
 
     @tf.function
     def encoder_forward():
@@ -179,10 +161,9 @@ def main(argv=None):
     step_ms = timings["train_step"]
     ceiling = matmul_gflops(512 if args.tiny else 2048)
     result = {
-        "command": shlex.join(["python"] + sys.argv),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": environment(),
-        "config": {k: v for k, v in vars(args).items() if k not in ("output", "data")},
+        **common.report_header(),
+        "machine": common.keras_environment(),
+        "config": common.arguments_record(args),
         "jit_compile": bool(model.jit_compile),
         "views_per_step": 2 * args.batch_size,
         "ms": timings,
@@ -195,16 +176,21 @@ def main(argv=None):
             "forward": forward / (timings["encoder_forward"] / 1000) / 1e9,
             "forward_backward": 3 * forward / (timings["encoder_forward_backward"] / 1000) / 1e9,
         }
-    print(f"\n{args.model} batch {args.batch_size} ({2 * args.batch_size} views), median of "
-          f"{args.steps} after {args.warmup_steps}; matmul ceiling {ceiling:.0f} GFLOP/s")
+    print(
+        f"\n{args.model} batch {args.batch_size} ({2 * args.batch_size} views), median of "
+        f"{args.steps} after {args.warmup_steps}; matmul ceiling {ceiling:.0f} GFLOP/s"
+    )
     print(f"{'part':<26}{'ms':>10}{'share of step':>15}")
     for name in PARTS:
         print(f"{name:<26}{timings[name]:>10.1f}{timings[name] / step_ms:>15.1%}")
     if "encoder_gflops" in result:
         g = result["encoder_gflops"]
-        print(f"encoder GFLOP/s: forward {g['forward']:.1f}, forward+backward {g['forward_backward']:.1f} "
-              f"({g['forward_backward'] / ceiling:.0%} of matmul)")
-    write_output(result, args.output)
+        print(
+            f"encoder GFLOP/s: forward {g['forward']:.1f}, "
+            f"forward+backward {g['forward_backward']:.1f} "
+            f"({g['forward_backward'] / ceiling:.0%} of matmul)"
+        )
+    common.write_output(result, args.output)
     return result
 
 

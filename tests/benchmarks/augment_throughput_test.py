@@ -1,27 +1,15 @@
 """benchmarks/augment_throughput.py runs in its --tiny mode and times what it says it times."""
 
 import importlib.util
-import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import CIFAR_NPZ
-from tests.conftest import REPO_ROOT
+from benchmarks import augment_recipes
+from benchmarks import augment_throughput
+from tests.benchmarks.runner import run_benchmark
 from tests.conftest import run_in_subprocess
-
-SCRIPT = os.path.join(REPO_ROOT, "benchmarks", "augment_throughput.py")
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("augment_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_measured(report, batch_size=8, steps=2):
@@ -32,17 +20,13 @@ def assert_measured(report, batch_size=8, steps=2):
     assert report["ms_per_step"] == pytest.approx(1000 * batch_size / report["images_per_s"])
 
 
+@pytest.mark.process
 def test_tiny_run_writes_positive_numbers(cifar_npz, tmp_path):
-    output = tmp_path / "augment_throughput.json"
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, KERAS_BACKEND="tensorflow")
-    result = subprocess.run(
-        [sys.executable, SCRIPT, "--tiny", "--data", CIFAR_NPZ, "--output", str(output)],
-        capture_output=True, text=True, env=env, timeout=600,
+    report, result = run_benchmark(
+        "augment_throughput", "--tiny", output=tmp_path / "augment_throughput.json"
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(output.read_text())
 
-    assert report["command"].startswith("python ") and "--tiny" in report["command"]
+    assert report["command"].startswith("python -m benchmarks.augment_throughput --tiny")
     assert report["machine"]["backend"] == "tensorflow" and report["machine"]["cpu_count"] >= 1
     assert report["machine"]["versions"]["keras"]
     config = report["config"]
@@ -68,7 +52,11 @@ def test_tiny_run_writes_positive_numbers(cifar_npz, tmp_path):
                 continue
             assert method["modes"]
             for mode, timing in method["modes"].items():
-                if reference == "keras_cv" and mode == "in_model_xla" and timing["status"] == "failed":
+                if (
+                    reference == "keras_cv"
+                    and mode == "in_model_xla"
+                    and timing["status"] == "failed"
+                ):
                     continue  # keras-cv layers XLA cannot compile: reported, not timed
                 assert_measured(timing)
             ratio = preset["ratios"][reference]
@@ -80,25 +68,23 @@ def test_tiny_run_writes_positive_numbers(cifar_npz, tmp_path):
 
 @pytest.mark.parametrize("preset, size", [("cifar", 32), ("imagenet", 40)])
 def test_ours_makes_two_different_float_views(cifar_images, preset, size):
-    module = load_script()
     images = cifar_images[0][:6]
-    views = np.asarray(module.make_two_views(module.ours_layer(preset, size))(images))
+    layer = augment_recipes.ours_layer(preset, size)
+    views = np.asarray(augment_recipes.make_two_views(layer)(images))
     assert views.shape == (12, size, size, 3) and views.dtype == np.float32
     assert views.min() >= 0.0 and views.max() <= 1.0
     view_a, view_b = views[:6], views[6:]
     assert all(np.abs(view_a[i] - view_b[i]).mean() > 1e-3 for i in range(6))
 
 
+@pytest.mark.process
 def test_torchvision_recipe_makes_two_different_float_views():
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")
     # In a fresh process: with TensorFlow (imported by this test session)
     # loaded first, importing torchvision.ops segfaults (torch 2.14, TF 2.21).
-    code = f"""
-import sys
-sys.path.insert(0, {REPO_ROOT!r})
-import numpy as np
-from benchmarks import augment_throughput as module
+    code = """
+from benchmarks import augment_recipes as module
 module.import_torch_first()
 from PIL import Image
 from tests.conftest import decode_cifar
@@ -116,20 +102,22 @@ print("ok")
 
 def test_keras_cv_recipe_makes_float_views(cifar_images):
     pytest.importorskip("keras_cv")
-    module = load_script()
-    views = np.asarray(module.keras_cv_augmenter("imagenet", 40)(cifar_images[0][:4]))
+    views = np.asarray(augment_recipes.keras_cv_augmenter("imagenet", 40)(cifar_images[0][:4]))
     assert views.shape == (4, 40, 40, 3) and views.dtype == np.float32
     assert views.min() >= -1e-5 and views.max() <= 1.0 + 1e-5
 
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--presets", "svhn"], "--presets"), (["--references", "timm"], "--references"),
-     (["--modes", "eager"], "--modes"), (["--steps", "0"], "--steps"),
-     (["--batch_size", "64", "--num_images", "32"], "batch_size")],
+    [
+        (["--presets", "svhn"], "--presets"),
+        (["--references", "timm"], "--references"),
+        (["--modes", "eager"], "--modes"),
+        (["--steps", "0"], "--steps"),
+        (["--batch_size", "64", "--num_images", "32"], "batch_size"),
+    ],
 )
 def test_bad_arguments_are_refused(argv, message, capsys):
-    module = load_script()
     with pytest.raises(SystemExit):
-        module.parse_args(argv)
+        augment_throughput.parse_args(argv)
     assert message in capsys.readouterr().err

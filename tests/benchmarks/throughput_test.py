@@ -1,34 +1,25 @@
 """benchmarks/throughput.py runs in its --tiny mode and reports sane numbers."""
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import CIFAR_NPZ
-from tests.conftest import REPO_ROOT
+from tests.benchmarks.runner import run_benchmark
 
 
 # bfloat16 is left to tests/models (loss against float32): CI time is short.
-@pytest.mark.parametrize(
-    "backend, precision",
-    [("tensorflow", "float32"), ("jax", "float32")],
-)
+@pytest.mark.process
+@pytest.mark.parametrize("backend, precision", [("tensorflow", "float32"), ("jax", "float32")])
 def test_tiny_throughput_run_writes_positive_numbers(cifar_npz, tmp_path, backend, precision):
-    output = tmp_path / "throughput.json"
-    # The script picks the backend from --backend, whatever the parent's is.
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, KERAS_BACKEND="tensorflow")
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "throughput.py"),
-         "--backend", backend, "--precision", precision, "--tiny",
-         "--data", CIFAR_NPZ, "--output", str(output)],
-        capture_output=True, text=True, env=env, timeout=600,
+    report, result = run_benchmark(
+        "throughput",
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+        "--tiny",
+        output=tmp_path / "throughput.json",
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(output.read_text())
 
     assert report["machine"]["backend"] == backend
     assert report["config"]["precision"] == precision
@@ -44,5 +35,6 @@ def test_tiny_throughput_run_writes_positive_numbers(cifar_npz, tmp_path, backen
     assert math.isfinite(report["compile_s"]) and report["compile_s"] > 0
     assert report["peak_rss_mb"] > 0
     assert report["decode_s"] > 0
-    assert report["machine"]["cpu_count"] >= 1 and report["command"].startswith("python ")
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["command"].startswith("python -m benchmarks.throughput --backend ")
     assert "ratio end_to_end / step_only" in result.stdout
