@@ -25,6 +25,10 @@ class CLIError(Exception):
     """
 
 
+class PretrainError(CLIError, ValueError):
+    """Bad flags, data or run folder of `keras-simclr pretrain`, found before or during a run."""
+
+
 def _expected_types():
     from keras_simclr.evaluation import NonFiniteLossError
 

@@ -15,28 +15,31 @@ import os
 
 from absl import flags
 
+from keras_simclr.cli.data_sources import load_split
 from keras_simclr.cli.errors import run_subcommand
+from keras_simclr.cli.flag_config import FlagDefiner
+from keras_simclr.cli.flag_config import config_from_flags
 
-FLAGS = flags.FLAGS
 
-def define_flags():
-    """Defines this subcommand's flags (called once, by `keras-simclr`)."""
-    flags.DEFINE_string("encoder", None, "Exported encoder directory (OUTPUT_DIR/encoder of pretrain).")
-    flags.DEFINE_string("model", "resnet18_cifar", "Without --encoder: a random-init encoder of this kind.")
-    flags.DEFINE_string("dataset", None, "tfds dataset name.")
-    flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir.")
-    flags.DEFINE_string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
-    flags.DEFINE_string("train_split", "train", "Labelled training split.")
-    flags.DEFINE_string("eval_split", "test", "Test split.")
-    flags.DEFINE_float("label_fraction", 1.0, "Per-class balanced fraction of the training labels (0.01, 0.1, 1).")
-    flags.DEFINE_integer("epochs", 30, "Classifier (or fine-tuning) epochs.")
-    flags.DEFINE_integer("batch_size", 256, "Batch size.")
-    flags.DEFINE_float("learning_rate", None, "Peak learning rate (cosine decay). Default 0.1 linear, 0.01 finetune.")
-    flags.DEFINE_enum("optimizer", "sgd", ["sgd", "lars"], "Optimizer.")
-    flags.DEFINE_bool("augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features.")
-    flags.DEFINE_integer("seed", 0, "Seed of the label subset and augmentation.")
-    flags.DEFINE_string("output", None, "Write the result as JSON here.")
-    flags.DEFINE_integer("verbose", 1, "2: print the traceback of an error.")
+def define_flags(flag_values=flags.FLAGS):
+    """Defines the flags of `linear_eval` and `finetune` in `flag_values`."""
+    define = FlagDefiner(flag_values)
+    define.string("encoder", None, "Exported encoder directory (OUTPUT_DIR/encoder of pretrain).")
+    define.string("model", "resnet18_cifar", "Without --encoder: a random-init encoder of this kind.")
+    define.string("dataset", None, "tfds dataset name.")
+    define.string("tfds_data_dir", None, "tfds data_dir.")
+    define.string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
+    define.string("train_split", "train", "Labelled training split.")
+    define.string("eval_split", "test", "Test split.")
+    define.float("label_fraction", 1.0, "Per-class balanced fraction of the training labels (0.01, 0.1, 1).")
+    define.integer("epochs", 30, "Classifier (or fine-tuning) epochs.")
+    define.integer("batch_size", 256, "Batch size.")
+    define.float("learning_rate", None, "Peak learning rate (cosine decay). Default 0.1 linear, 0.01 finetune.")
+    define.enum("optimizer", "sgd", ["sgd", "lars"], "Optimizer.")
+    define.bool("augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features.")
+    define.integer("seed", 0, "Seed of the label subset and augmentation.")
+    define.string("output", None, "Write the result as JSON here.")
+    define.integer("verbose", 1, "2: print the traceback of an error.")
 
 
 def _encoder(config, image_size):
@@ -59,8 +62,6 @@ def _encoder(config, image_size):
 
 def run_evaluation(config, mode):
     """Runs linear evaluation (`mode="linear_eval"`) or fine-tuning (`"finetune"`)."""
-    from keras_simclr import data
-    from keras_simclr.cli.pretrain import load_split
     from keras_simclr.evaluation import fine_tune
     from keras_simclr.evaluation import linear_evaluation
 
@@ -85,9 +86,9 @@ def run_evaluation(config, mode):
     test = load_split(config, config["eval_split"], image_size)
     encoder = _encoder(config, image_size)
     if config["label_fraction"] < 1.0:
-        train = data.subset_dataset(train, config["label_fraction"], seed=config["seed"])
-    train_arrays = data.dataset_arrays(train)
-    test_arrays = data.dataset_arrays(test)
+        train = train.subset(config["label_fraction"], seed=config["seed"])
+    train_arrays = train.arrays()
+    test_arrays = test.arrays()
     common = dict(
         epochs=config["epochs"],
         batch_size=config["batch_size"],
@@ -120,16 +121,10 @@ def run_evaluation(config, mode):
     return summary
 
 
-_FLAG_NAMES = (
-    "encoder", "model", "dataset", "tfds_data_dir", "image_folder", "train_split", "eval_split",
-    "label_fraction", "epochs", "batch_size", "learning_rate", "optimizer", "augment", "seed", "output",
-)
-
-
 def _main(mode):
-    config = {name: FLAGS[name].value for name in _FLAG_NAMES}
+    config = config_from_flags(define_flags, flags.FLAGS)
     run_subcommand(
-        lambda config: run_evaluation(config, mode), config, FLAGS["verbose"].value,
+        lambda config: run_evaluation(config, mode), config, config["verbose"],
         prog=f"keras-simclr {mode}",
     )
 

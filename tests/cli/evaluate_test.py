@@ -8,16 +8,17 @@ import pytest
 import keras
 
 from keras_simclr.cli import evaluate
+from keras_simclr.cli.flag_config import flag_names
 from keras_simclr.export import export_encoder
 from keras_simclr.models import ResNet
 from tests.conftest import REPO_ROOT
 
 
 def _config(**overrides):
-    config = {name: None for name in evaluate._FLAG_NAMES}
+    config = {name: None for name in flag_names(evaluate.define_flags)}
     config.update(
         model="resnet18_cifar", train_split="train", eval_split="test", label_fraction=1.0,
-        epochs=2, batch_size=64, optimizer="sgd", augment=False, seed=0,
+        epochs=2, batch_size=64, optimizer="sgd", augment=False, seed=0, verbose=0,
     )
     config.update(overrides)
     return config

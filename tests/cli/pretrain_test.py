@@ -12,6 +12,8 @@ import keras
 
 import keras_simclr
 from keras_simclr.cli import pretrain
+from keras_simclr.cli.flag_config import flag_names
+from keras_simclr.cli.pretrain_flags import resolve_input_pipeline
 from tests.conftest import REPO_ROOT
 
 
@@ -58,7 +60,7 @@ def _config(**overrides):
         "verbose": 0,
     }
     config.update(overrides)
-    assert set(config) == pretrain._FLAG_NAMES
+    assert set(config) == flag_names(pretrain.define_flags)
     return config
 
 
@@ -251,13 +253,13 @@ def test_jax_numpy_input_pipeline_end_to_end(cifar_folder, tmp_path):
 
 def test_input_pipeline_choice():
     # In this (TensorFlow-backend) session auto is tf; numpy needs a folder.
-    assert pretrain.resolve_input_pipeline(_config(image_folder="/x")) == "tf"
-    assert pretrain.resolve_input_pipeline(
+    assert resolve_input_pipeline(_config(image_folder="/x")) == "tf"
+    assert resolve_input_pipeline(
         _config(image_folder="/x", input_pipeline="numpy")
     ) == "numpy"
-    assert pretrain.resolve_input_pipeline(_config(dataset="cifar10")) == "tf"
+    assert resolve_input_pipeline(_config(dataset="cifar10")) == "tf"
     with pytest.raises(ValueError, match="input_pipeline='numpy', dataset='cifar10'"):
-        pretrain.resolve_input_pipeline(_config(dataset="cifar10", input_pipeline="numpy"))
+        resolve_input_pipeline(_config(dataset="cifar10", input_pipeline="numpy"))
 
 
 def test_numpy_input_pipeline_in_process(cifar_folder, tmp_path):
@@ -271,16 +273,3 @@ def test_numpy_input_pipeline_in_process(cifar_folder, tmp_path):
     assert 0.0 <= metrics["knn_accuracy"] <= 1.0
 
 
-def test_simclr_v2_defaults_to_a_three_layer_head():
-    config = pretrain.method_defaults(
-        _config(method="simclr_v2", head_layers=None, optimizer=None, weight_decay=None)
-    )
-    assert (config["head_layers"], config["optimizer"], config["weight_decay"]) == (3, "lars", 1e-6)
-    model, settings = pretrain._build_model(config, 32, None, steps_per_epoch=10)
-    assert isinstance(model, keras_simclr.models.ContrastiveModel)
-    assert model.projection_head.num_layers == 3
-    assert settings["temperature"] == 0.5
-    moco = pretrain.method_defaults(
-        _config(method="moco_v2", head_layers=None, optimizer=None, weight_decay=None)
-    )
-    assert (moco["head_layers"], moco["optimizer"], moco["weight_decay"]) == (2, "sgd", 1e-4)
