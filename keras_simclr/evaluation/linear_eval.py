@@ -208,7 +208,11 @@ def linear_evaluation(
         if augment:
             # A dataset not read yet is checked as fit reads it.
             image_shape, steps_per_epoch, fit_args = image_fit_input(
-                train_data, train_arrays, batch_size, num_classes, train_features is None
+                train_data,
+                train_arrays,
+                batch_size,
+                num_classes,
+                check_values=train_features is None,
             )
             if len(image_shape) != 3:
                 raise ValueError(

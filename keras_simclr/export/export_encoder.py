@@ -39,16 +39,15 @@ def _track_tf_variables_once(archive):
     the SavedModel would checkpoint every weight twice (twice the size on
     disk). Listing the tf.Variables keeps one copy; the reloaded `variables`
     are the same either way. Other backends already list tf.Variables.
+    `add_variable_collection` (public) replaces a collection of the
+    archive; the three default ones are replaced by their tf.Variables.
     """
     if keras.backend.backend() != "tensorflow":
         return
-    trackable = getattr(archive, "_tf_trackable", None)
-    if trackable is None:  # another Keras version: keep its behaviour
-        return
     for name in ("variables", "trainable_variables", "non_trainable_variables"):
-        current = getattr(trackable, name, None)
+        current = getattr(archive, name, None)
         if current is not None:
-            setattr(trackable, name, [getattr(v, "value", v) for v in current])
+            archive.add_variable_collection(name, [getattr(v, "value", v) for v in current])
 
 
 def _image_size(encoder, image_size):
