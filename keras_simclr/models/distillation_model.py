@@ -6,11 +6,10 @@ import keras
 from keras import ops
 
 from keras_simclr.augment.image_utils import to_unit_float
-from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.distillation import distillation_loss
 from keras_simclr.models import input_checks
-from keras_simclr.models.sublayer_config import deserialize_sublayers
-from keras_simclr.models.sublayer_config import serialize_sublayers
+from keras_simclr.models import teacher_student
+from keras_simclr.models.base_model import BaseModel
 from keras_simclr.utils.validation import float_or_nan
 from keras_simclr.utils.validation import validate_temperature
 
@@ -25,31 +24,6 @@ def _validate_alpha(alpha):
     return value
 
 
-def _check_layer(model, what):
-    if not isinstance(model, keras.layers.Layer):
-        raise ValueError(
-            f"`{what}` must be a Keras model (or layer) mapping images to "
-            f"logits. Received: {what} of type {type(model).__name__}"
-        )
-
-
-def _output_shape(model, image_shape):
-    """The static output shape of `model` on `image_shape` images, or None."""
-    outputs = getattr(model, "outputs", None)
-    if outputs and len(outputs) == 1 and getattr(model, "inputs", None):
-        return tuple(outputs[0].shape)
-    if image_shape is None:
-        return None
-    try:
-        spec = model.compute_output_spec(
-            keras.KerasTensor(tuple(image_shape), "float32")
-        )
-    except Exception:  # the real call will raise its own, clearer error
-        return None
-    shape = getattr(spec, "shape", None)
-    return None if shape is None else tuple(shape)
-
-
 def _teacher_agreement(teacher_logits, student_logits):
     agree = ops.equal(
         ops.argmax(student_logits, axis=-1), ops.argmax(teacher_logits, axis=-1)
@@ -57,12 +31,8 @@ def _teacher_agreement(teacher_logits, student_logits):
     return ops.mean(ops.cast(agree, "float32"))
 
 
-# Constructor arguments that are layers (serialized as such in get_config).
-_SUBLAYERS = ("teacher", "student", "augmenter")
-
-
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class DistillationModel(keras.Model):
+class DistillationModel(BaseModel):
     """SimCLR v2 distillation: a student learns a frozen teacher's soft labels.
 
     The teacher is a classifier (images to logits), typically the encoder
@@ -88,8 +58,9 @@ class DistillationModel(keras.Model):
 
     Training runs Keras's own `train_step` (tested on TensorFlow and JAX);
     this class supplies the forward pass (`call`) and the loss
-    (`compute_loss`), which also updates the metrics, since in `evaluate`
-    the teacher's logits are computed there. The teacher is set to
+    (`compute_loss`), which also updates the metrics (as in the whole model
+    family; here it must, since in `evaluate` the teacher's logits are
+    computed there). The teacher is set to
     `trainable = False` here (the given object is changed): its weights,
     BatchNorm statistics included, do not change during `fit`.
 
@@ -149,6 +120,8 @@ class DistillationModel(keras.Model):
         - Hinton et al., Distilling the Knowledge in a Neural Network, 2015.
     """
 
+    _SUBLAYERS = ("teacher", "student", "augmenter")
+
     def __init__(
         self,
         teacher,
@@ -161,10 +134,10 @@ class DistillationModel(keras.Model):
         super().__init__(**kwargs)
         self.temperature = validate_temperature(temperature)
         self.alpha = _validate_alpha(alpha)
-        _check_layer(teacher, "teacher")
-        _check_layer(student, "student")
+        teacher_student.check_layer(teacher, "teacher")
+        teacher_student.check_layer(student, "student")
         if augmenter is not None:
-            _check_layer(augmenter, "augmenter")
+            teacher_student.check_layer(augmenter, "augmenter")
         if teacher is student:
             raise ValueError(
                 "`teacher` and `student` must be two models: the teacher is "
@@ -175,7 +148,7 @@ class DistillationModel(keras.Model):
         self.student = student
         self.augmenter = augmenter
         if teacher.built and student.built:
-            self._check_pair(None)
+            teacher_student.check_pair(teacher, student, None)
         # Frozen only once the pair is known to be valid.
         teacher.trainable = False
         self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
@@ -193,36 +166,6 @@ class DistillationModel(keras.Model):
                 "DistillationModel expects x to be a batch of RGB images of "
                 "shape (batch, height, width, 3), uint8 or float in [0, 1]. "
                 f"Received: x.shape={shape}"
-            )
-
-    def _check_pair(self, view_shape):
-        teacher_weights = {id(v) for v in self.teacher.weights}
-        shared = [v.path for v in self.student.weights if id(v) in teacher_weights]
-        if shared:
-            raise ValueError(
-                "`teacher` and `student` must not share weights (the teacher "
-                "is frozen, so shared weights would not train). Received: "
-                f"shared weights {shared[:3]}"
-            )
-        teacher_shape = _output_shape(self.teacher, view_shape)
-        student_shape = _output_shape(self.student, view_shape)
-        for what, shape in (("teacher", teacher_shape), ("student", student_shape)):
-            if shape is not None and len(shape) != 2:
-                raise ValueError(
-                    f"The {what} must map images to logits of shape "
-                    f"(batch, num_classes). Received: {what} output shape {shape}"
-                )
-        if (
-            teacher_shape is not None
-            and student_shape is not None
-            and None not in (teacher_shape[-1], student_shape[-1])
-            and teacher_shape[-1] != student_shape[-1]
-        ):
-            raise ValueError(
-                "The teacher and the student must predict the same number of "
-                f"classes. Received: teacher logits of shape {teacher_shape} "
-                f"(num_classes={teacher_shape[-1]}), student logits of shape "
-                f"{student_shape} (num_classes={student_shape[-1]})"
             )
 
     def fit(
@@ -310,10 +253,10 @@ class DistillationModel(keras.Model):
         for model in (self.teacher, self.student):
             if not model.built:
                 model(view, training=False)
-        self._check_pair(view_shape)
+        teacher_student.check_pair(self.teacher, self.student, view_shape)
         self.built = True
 
-    def call(self, inputs, training=None):
+    def forward(self, inputs, training=None):
         """The student's logits; with `training=True` also the teacher's.
 
         Returns:
@@ -342,9 +285,9 @@ class DistillationModel(keras.Model):
 
     # -- loss and metrics ---------------------------------------------------
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
+    def objective(self, x, y, y_pred, sample_weight=None, training=True):
+        """The distillation loss, mixed with the labelled cross-entropy when
+        `y` is given; updates `teacher_agreement` and `accuracy`."""
         if sample_weight is not None:
             raise ValueError(
                 "DistillationModel does not take `sample_weight`; mark "
@@ -377,10 +320,6 @@ class DistillationModel(keras.Model):
                     ops.sum(mask), 1.0
                 )
                 loss = (1.0 - self.alpha) * loss + self.alpha * supervised
-        # Losses added by layers (e.g. the student's kernel regularizers).
-        for extra in self.losses:
-            loss = loss + ops.cast(extra, "float32")
-
         # The metrics are updated here, where the teacher's logits exist in
         # both fit and evaluate (compute_metrics must not run the teacher:
         # on JAX it runs outside the model's variable state).
@@ -391,9 +330,7 @@ class DistillationModel(keras.Model):
             self.accuracy_tracker.update_state(
                 labels, student_logits, sample_weight=mask
             )
-        # Under tf.distribute, Keras sums the replicas' gradients: each
-        # replica contributes its loss / R, as Keras's own Loss objects do.
-        return scale_loss_for_replicas(loss)
+        return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Updated in compute_loss; `accuracy` is only logged with labels.
@@ -406,10 +343,5 @@ class DistillationModel(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(serialize_sublayers(self, _SUBLAYERS))
         config.update({"temperature": self.temperature, "alpha": self.alpha})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**deserialize_sublayers(config, _SUBLAYERS))

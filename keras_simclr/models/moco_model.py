@@ -1,12 +1,13 @@
+"""MoCo v2's model: a momentum key encoder, a queue of negatives, InfoNCE."""
+
 import random
 
 import keras
 from keras import ops
 
 from keras_simclr.distribute.cross_replica import cross_replica_concat
-from keras_simclr.distribute.cross_replica import scale_loss_for_replicas
 from keras_simclr.losses.info_nce import info_nce_logits
-from keras_simclr.models.contrastive_model import ContrastiveModel
+from keras_simclr.models.two_view_model import TwoViewModel
 from keras_simclr.utils.tensors import l2_normalize
 
 
@@ -60,7 +61,7 @@ class _MomentumUpdate(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
-class MoCoModel(ContrastiveModel):
+class MoCoModel(TwoViewModel):
     """MoCo v2: a momentum key encoder, a queue of negatives, InfoNCE.
 
     Each step draws two views of every image (or takes ready
@@ -69,11 +70,12 @@ class MoCoModel(ContrastiveModel):
     first view into queries q; the key encoder and head, copies whose
     weights are an exponential moving average of the query weights
     (`key = momentum * key + (1 - momentum) * query`, applied at the start
-    of every training step, as in the MoCo code; the first training step
-    copies the query weights, as MoCo does at construction), encode the second view
-    into keys k, without gradient. Every query is scored against its own key
-    and the `queue_size` keys of earlier batches held in the queue
-    (`info_nce_loss`); then the batch's keys replace the oldest ones. The
+    of every training step by `update_before_step`, as in the MoCo code; the
+    first training step copies the query weights, as MoCo does at
+    construction), encode the second view into keys k, without gradient.
+    Every query is scored against its own key and the `queue_size` keys of
+    earlier batches held in the queue (`info_nce_loss`); then
+    `update_after_loss` writes the batch's keys over the oldest ones. The
     queue is a fixed-size ring buffer, a non-trainable variable updated in
     place inside the compiled step, with its write position in a second
     variable, so it is saved by checkpoints and `.keras` files.
@@ -92,7 +94,7 @@ class MoCoModel(ContrastiveModel):
     parameters, not buffers). `model.encoder` is the query encoder, the one
     to evaluate and export.
 
-    `fit` and validation are `ContrastiveModel`'s (see its `fit` for the
+    `fit` and validation are as `ContrastiveModel`'s (see its `fit` for the
     last partial batch, dropped on JAX, and its class docstring for
     `validation_data`): validation views are drawn from a fixed seed, the
     encoders run in inference mode and a `ProjectionHead` normalizes with
@@ -282,11 +284,22 @@ class MoCoModel(ContrastiveModel):
         )
         return ops.take(keys, ops.argsort(order), axis=0)
 
-    def call(self, inputs, training=None):
+    def update_before_step(self):
+        """Moves the key encoder towards the query encoder (a moving average
+        of the trainable weights; the first training step copies them)."""
+        momentum = ops.where(
+            self.key_initialized.value > 0,
+            ops.convert_to_tensor(self.momentum, "float32"),
+            ops.convert_to_tensor(0.0, "float32"),
+        )
+        self.momentum_update(momentum)
+        self.key_initialized.assign(ops.ones((), "int32"))
+
+    def forward(self, inputs, training=None):
         """Queries, keys and InfoNCE logits against the queue.
 
-        In training it first moves the key encoder towards the query
-        encoder. The queue is read here and written in `compute_loss`.
+        The key encoder has moved in `update_before_step` (training only);
+        the queue is read here and written in `update_after_loss`.
 
         Returns:
             dict with `"z"`: `(N, d)` queries; `"h"`: `(N, F)` query
@@ -298,14 +311,6 @@ class MoCoModel(ContrastiveModel):
         view_q, view_k = ops.split(views, 2, axis=0)
         features = self.encoder(view_q, training=training)
         query = self._project(self.projection_head, features, training)
-        if training:
-            momentum = ops.where(
-                self.key_initialized.value > 0,
-                ops.convert_to_tensor(self.momentum, "float32"),
-                ops.convert_to_tensor(0.0, "float32"),
-            )
-            self.momentum_update(momentum)
-            self.key_initialized.assign(ops.ones((), "int32"))
         key = ops.stop_gradient(self._encode_keys(view_k, training))
         outputs = {
             "z": query,
@@ -338,38 +343,23 @@ class MoCoModel(ContrastiveModel):
         )
         self.queue_pointer.assign((pointer + count) % self.queue_size)
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
+    def update_after_loss(self, y_pred):
+        """Writes the batch's keys (every replica's) over the oldest ones."""
+        self._enqueue(y_pred["k"])
+
+    def objective(self, x, y, y_pred, sample_weight=None, training=True):
+        """InfoNCE of the queries; updates `contrastive_accuracy` and
+        `z_std` (over this replica's queries)."""
         logits = y_pred["logits"]
         loss = ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])
-        if self.probe is not None and y is not None:
-            loss = loss + ops.mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    y,
-                    ops.cast(y_pred["probe_logits"], "float32"),
-                    from_logits=True,
-                )
-            )
-        for extra in self.losses:
-            loss = loss + ops.cast(extra, "float32")
-        if training:
-            self._enqueue(y_pred["k"])
-        return scale_loss_for_replicas(loss)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logits = y_pred["logits"]
         # Strict: a tie with a negative does not count as a hit.
         self.contrastive_accuracy_tracker.update_state(
             ops.mean(
                 ops.cast(logits[:, 0] > ops.max(logits[:, 1:], axis=1), "float32")
             )
         )
-        z = l2_normalize(ops.cast(y_pred["z"], "float32"))
-        self.z_std_tracker.update_state(ops.mean(ops.std(z, axis=0)))
-        if self.probe_accuracy_tracker is not None and y is not None:
-            self.probe_accuracy_tracker.update_state(y, y_pred["probe_logits"])
-        return self.get_metrics_result()
+        self._update_z_std(l2_normalize(ops.cast(y_pred["z"], "float32")))
+        return loss
 
     def get_config(self):
         config = super().get_config()

@@ -8,7 +8,8 @@ def l2_normalize(z):
 
     `z * rsqrt(max(sum(z**2), 1e-24))` rather than `z / norm(z)`: a row of
     zeros (e.g. a projection whose ReLU inputs are all negative) then gets
-    a zero gradient instead of the nan of the norm's derivative at 0. The
+    a finite gradient (`1e12`, the `rsqrt` factor) instead of the nan of the
+    norm's derivative at 0. The
     input is cast to float32 first (mixed-precision projections). It can
     differ in the last bits from `z / max(norm(z), eps)` (PyTorch's
     `F.normalize`).

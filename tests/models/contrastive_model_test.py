@@ -321,12 +321,13 @@ def test_uint8_datasets_of_a_static_batch_size_are_not_mapped():
 
     data = tf.data.Dataset.from_tensor_slices(_tiny_images(16)).batch(8, drop_remainder=True)
     model = _tiny_model()
-    assert model._checked_data(data, None, None, 0.0, training=True, what="x") is data
+    assert model._input_checks().data(data, None, None, 0.0, training=True, what="x") is data
     # With a probe the labels must be read: the dataset is mapped.
     labelled = tf.data.Dataset.from_tensor_slices((_tiny_images(16), np.zeros(16, "int32")))
     labelled = labelled.batch(8, drop_remainder=True)
     probed = _tiny_model(num_classes=3)
-    assert probed._checked_data(labelled, None, None, 0.0, training=True, what="x") is not labelled
+    checked = probed._input_checks().data(labelled, None, None, 0.0, training=True, what="x")
+    assert checked is not labelled
 
 
 def test_input_checks_raise_on_the_jax_backend():
@@ -495,3 +496,80 @@ print(json.dumps({
     assert result["first"] == result["second"]
     assert result["states_kept"]
     assert result["first"]["z_std"] > 0.02
+
+
+# ## The step: one gather, loss and metrics from it
+
+
+def test_one_cross_replica_gather_per_view_and_step_under_mirrored_strategy():
+    # The loss and the metrics (contrastive_accuracy, z_std) read the same
+    # gathered projections: one all_gather per view in the traced step
+    # (it was two, the metrics gathering again).
+    out = run_in_subprocess(
+        """
+import json, numpy as np, keras, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras_simclr as ks
+from keras_simclr.models import contrastive_model
+gathered = []
+gather = contrastive_model.cross_replica_concat
+def counting(tensor):
+    gathered.append(int(tensor.shape[0]))
+    return gather(tensor)
+contrastive_model.cross_replica_concat = counting
+keras.utils.set_random_seed(0)
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    encoder = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                                keras.layers.GlobalAveragePooling2D()])
+    model = ks.models.ContrastiveModel(encoder, ks.models.ProjectionHead(output_dim=4))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+views = np.random.default_rng(0).random((2, 16, 8, 8, 3)).astype("float32")
+history = model.fit((views[0], views[1]), batch_size=16, epochs=1, verbose=0)
+print(json.dumps({"gathered": gathered, "z_std": history.history["z_std"]}))
+""",
+        backend="tensorflow",
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    # Traced once per replica: 2 replicas x 2 views of 8 rows each.
+    assert result["gathered"] == [8, 8, 8, 8]
+    assert result["z_std"][0] > 0
+
+
+def test_loss_tail_adds_probe_and_layer_losses_and_the_metrics_come_with_the_loss():
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [
+            keras.Input((TINY, TINY, 3)),
+            keras.layers.Conv2D(
+                4, 3, strides=2, kernel_regularizer=keras.regularizers.L2(0.1)
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+    model = ContrastiveModel(
+        encoder, ProjectionHead(output_dim=8), augmenter=None, num_classes=3
+    )
+    rng = np.random.default_rng(0)
+    views = (rng.random((8, TINY, TINY, 3), "float32"), rng.random((8, TINY, TINY, 3), "float32"))
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    y_pred = model(views, training=True)
+    loss = float(_np(model.compute_loss(y=labels, y_pred=y_pred)))
+    z_a, z_b = np.split(_np(y_pred["z"]), 2)
+    logits = _np(y_pred["probe_logits"]).astype("float64")
+    both = np.concatenate([labels, labels])
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    probe = -log_probs[np.arange(16), both].mean()
+    regularization = float(_np(model.losses[0]))
+    expected = float(_np(nt_xent_loss(z_a, z_b, temperature=0.1))) + probe + regularization
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert regularization > 0
+    # compute_loss updated the metrics; compute_metrics only reads them.
+    results = model.compute_metrics(None, labels, y_pred)
+    z = np.concatenate([z_a, z_b])
+    # Rows of zeros (ReLU head) stay zero, as tf.math.l2_normalize keeps them.
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(float(results["z_std"]), z.std(axis=0).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(results["probe_accuracy"]), (logits.argmax(axis=1) == both).mean()
+    )

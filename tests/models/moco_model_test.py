@@ -129,6 +129,36 @@ def test_momentum_update_uses_the_query_weights_before_the_step():
     assert moved
 
 
+def test_state_hooks_run_once_per_training_step_in_order_and_never_in_evaluate():
+    model = _model(momentum=0.9)
+    events = []
+    model.update_before_step = _recording(model.update_before_step, events, "ema")
+    model.update_after_loss = _recording(model.update_after_loss, events, "enqueue")
+    objective = model.objective
+    model.objective = _recording(objective, events, "loss")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
+    pair = _pair()
+    _fit(model, pair, steps=3)
+    assert events == ["ema", "loss", "enqueue"] * 3
+    assert int(model.queue_pointer) == 3 * len(pair[0]) % model.queue_size
+    del events[:]
+    key = _values(model.key_encoder.weights)
+    queue = np.array(model.queue)
+    model.evaluate(pair, batch_size=len(pair[0]), verbose=0)
+    assert events == ["loss"]
+    np.testing.assert_array_equal(np.array(model.queue), queue)
+    for before, after in zip(key, _values(model.key_encoder.weights)):
+        np.testing.assert_array_equal(before, after)
+
+
+def _recording(method, events, name):
+    def recorded(*args, **kwargs):
+        events.append(name)
+        return method(*args, **kwargs)
+
+    return recorded
+
+
 def test_queue_enqueue_order_and_wrap_around():
     model = _model(queue_size=5)
     model(_pair(), training=False)
