@@ -92,9 +92,9 @@ def test_tiny_quality_run_writes_knn_and_timings(cifar_npz, tmp_path, backend, e
     assert (config["preset"], config["temperature"]) == ("cifar", 0.5)
     assert config["peak_learning_rate"] == pytest.approx(0.3 * 16 / 256)
     # The recipe plans the schedule as the lightly reference does (protocols.schedule_steps).
-    tiny = quality.parse_args(["--tiny"])
-    assert (config["warmup_steps"], config["total_steps"]) == protocols.schedule_steps(tiny, 8)
-    assert (config["warmup_steps"], config["total_steps"]) == (1, 8)
+    planned = protocols.schedule_steps(quality.parse_args(["--tiny", *extra]), 8)
+    assert (config["warmup_steps"], config["total_steps"]) == planned
+    assert planned == ((2, 16) if extra else (1, 8))  # round(0.1 * epochs * 8) of warmup
     assert report["knn"] == {
         "k": 128,
         "temperature": 0.1,
