@@ -298,6 +298,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.process
 def test_jax_backend_jit():
     import json
 
@@ -367,6 +368,7 @@ def _fixed_transformations(n):
     return crop, color, blur
 
 
+@pytest.mark.process
 def test_jax_and_tensorflow_compute_the_same_views(cifar_images, tmp_path):
     """Given the same drawn parameters, the three layers' `transform_images`
     give the same numbers on JAX (under jax.jit) as on TensorFlow."""

@@ -652,6 +652,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.process
 def test_mirrored_strategy_equals_single_device():
     # The DESIGN pitfall: under MirroredStrategy, update_step gets each
     # replica's raw tf.Variable; exclusions are looked up by variable index.
@@ -717,6 +718,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.process
 def test_jax_backend_matches_numpy():
     payload, expected = _subprocess_problem()
     out = run_in_subprocess(_JAX.format(payload=payload), backend="jax", timeout=300)
