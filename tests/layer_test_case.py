@@ -87,7 +87,10 @@ def run_layer_test(
     assert expected_output_shape[0] == len(input_data), expected_output_shape
     if random:
         assert isinstance(init_kwargs.get("seed"), int), "a random layer needs an int seed"
-    make = lambda **overrides: layer_cls(**{**init_kwargs, **overrides})  # noqa: E731
+
+    def make(**overrides):
+        return layer_cls(**{**init_kwargs, **overrides})
+
     is_tensorflow = keras.backend.backend() == "tensorflow"
 
     def check_output(out, shape, what):
@@ -112,9 +115,8 @@ def run_layer_test(
         if uint8_atol is not None:
             np.testing.assert_allclose(outputs["output"], outputs["float_output"], atol=uint8_atol)
     if supports_unbatched:
-        assert (
-            tuple(layer.compute_output_shape(input_data.shape[1:])) == (expected_output_shape[1:])
-        )
+        unbatched_shape = tuple(layer.compute_output_shape(input_data.shape[1:]))
+        assert unbatched_shape == expected_output_shape[1:], unbatched_shape
         check_output(to_numpy(make()(input_data[0])), expected_output_shape[1:], "unbatched")
 
     for shape in bad_input_shapes:
