@@ -44,12 +44,13 @@ def enable_onednn():
 
     Returns:
         `True` if this call set the variable, `False` if it was set already
-        (`TF_ENABLE_ONEDNN_OPTS=1` from the environment or an earlier call).
+        (from the environment or an earlier call; then nothing changes).
 
     Raises:
-        RuntimeError: TensorFlow is already imported and the variable is not
-            `1`: too late to change the kernels in this process (restart the
-            Python process or notebook kernel and call this first).
+        RuntimeError: TensorFlow is already imported and the variable is
+            unset: TensorFlow has chosen its kernels, too late to change them
+            in this process (restart the Python process or notebook kernel
+            and call this first).
 
     Example:
 
@@ -61,9 +62,9 @@ def enable_onednn():
     ```
     """
     value = os.environ.get(ENV_VAR)
+    if value is not None:
+        return False
     if "tensorflow" in sys.modules:
-        if value == "1":
-            return False
         raise RuntimeError(
             "enable_onednn() must be called before TensorFlow is imported: TensorFlow "
             f"reads {ENV_VAR} once, at import, and it is imported already (by "
@@ -72,7 +73,5 @@ def enable_onednn():
             f"and call keras_simclr.enable_onednn() first, or set {ENV_VAR}=1 in the "
             f"environment. Received: {ENV_VAR}={value!r}"
         )
-    if value is not None:
-        return False
     os.environ[ENV_VAR] = "1"
     return True
