@@ -92,6 +92,7 @@ def test_read_only_output_dir(capsys, cifar_folder, tmp_path):
     assert str(output) in line and "Read-only file system" in line
 
 
+@pytest.mark.slow
 def test_full_disk_names_the_checkpoint_and_leaves_no_partial_file(capsys, cifar_folder, tmp_path):
     # Room for the logs, not for a checkpoint (about 1.5 MB at this width).
     with _tmpfs(tmp_path / "small", "size=256k") as mount:
@@ -105,6 +106,7 @@ def test_full_disk_names_the_checkpoint_and_leaves_no_partial_file(capsys, cifar
         assert not [name for name in os.listdir(output) if name.endswith(".keras")]
 
 
+@pytest.mark.slow
 def test_unreadable_config_json_is_named(capsys, cifar_folder, tmp_path):
     output = tmp_path / "run"
     config = _config(image_folder=cifar_folder, output_dir=str(output), epochs=1, knn_every=0)

@@ -33,6 +33,7 @@ def exported(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_linear_eval_of_an_exported_encoder_writes_its_result(cifar_folder, exported, tmp_path):
     output = str(tmp_path / "linear.json")
     summary = evaluate.run_evaluation(
@@ -46,6 +47,7 @@ def test_linear_eval_of_an_exported_encoder_writes_its_result(cifar_folder, expo
     assert summary["top5"] > 0.5
 
 
+@pytest.mark.slow
 def test_finetune_on_a_balanced_label_fraction(cifar_folder, exported):
     summary = evaluate.run_evaluation(
         _config(encoder=exported, image_folder=cifar_folder, label_fraction=0.5, epochs=1),
@@ -65,6 +67,7 @@ def test_missing_encoder_and_bad_sources_are_clear_errors(cifar_folder, tmp_path
         evaluate.run_evaluation(_config(), "linear_eval")
 
 
+@pytest.mark.process
 def test_console_script_runs_linear_eval(cifar_folder, exported):
     result = subprocess.run(
         [sys.executable, "-m", "keras_simclr.cli.main", "linear_eval", "--encoder", exported,

@@ -29,7 +29,7 @@ from tests.conftest import REPO_ROOT
 from tests.conftest import SHARED_DATA
 from tests.conftest import _require_npz
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 # 30 train images at batch 8: 3 steps per epoch.
 TINY = [

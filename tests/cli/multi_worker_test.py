@@ -28,7 +28,7 @@ from tests.cli.faults_test import tiny_folder  # noqa: F401 (fixture)
 from tests.conftest import REPO_ROOT
 from tests.conftest import run_in_subprocess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]
 
 FLAGS = [*TINY, "--epochs", "1", "--deterministic"]
 

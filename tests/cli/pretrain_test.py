@@ -64,6 +64,7 @@ def _config(**overrides):
     return config
 
 
+@pytest.mark.slow
 def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     output = str(tmp_path / "run")
     metrics = pretrain.run_pretraining(
@@ -112,6 +113,7 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_good_checkpoint(
     cifar_folder, tmp_path, monkeypatch
 ):
@@ -159,6 +161,7 @@ def test_empty_split_folder_is_an_error(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_mixed_image_sizes_are_resized(cifar_folder, tmp_path):
     from PIL import Image
 
@@ -173,6 +176,7 @@ def test_mixed_image_sizes_are_resized(cifar_folder, tmp_path):
     assert metrics["image_size"] == 40
 
 
+@pytest.mark.process
 def test_console_script_reports_bad_flags_clearly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--model", "nonsense",
@@ -188,6 +192,7 @@ def test_console_script_reports_bad_flags_clearly(tmp_path):
     assert result.returncode == 2 and "pretrain" in result.stderr
 
 
+@pytest.mark.slow
 def test_moco_v2_resume_keeps_the_queue_and_key_encoder(cifar_folder, tmp_path):
     output = str(tmp_path / "moco")
     config = _config(
@@ -222,6 +227,7 @@ def test_moco_v2_resume_keeps_the_queue_and_key_encoder(cifar_folder, tmp_path):
     assert len(second.trainable_variables) == len(first.trainable_variables)
 
 
+@pytest.mark.process
 def test_jax_numpy_input_pipeline_end_to_end(cifar_folder, tmp_path):
     # The console script under KERAS_BACKEND=jax, images fed by the NumPy
     # pipeline (Pillow-decoded uint8 arrays, no tf.data) for the batches and
@@ -262,6 +268,7 @@ def test_input_pipeline_choice():
         resolve_input_pipeline(_config(dataset="cifar10", input_pipeline="numpy"))
 
 
+@pytest.mark.slow
 def test_numpy_input_pipeline_in_process(cifar_folder, tmp_path):
     # --input_pipeline numpy on the TensorFlow backend too (Keras feeds the
     # PyDataset); the same steps and a kNN result.

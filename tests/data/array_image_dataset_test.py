@@ -117,6 +117,7 @@ def test_take_batches_and_the_checks_of_the_arrays(cifar_folder):
         ArrayImageDataset(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(3, np.int32), ["a"])
 
 
+@pytest.mark.process
 def test_imports_without_tensorflow():
     out = run_in_subprocess(
         "import sys, json\n"
@@ -130,6 +131,7 @@ def test_imports_without_tensorflow():
     assert json.loads(out.strip().splitlines()[-1]) == []
 
 
+@pytest.mark.process
 def test_jax_fit_reads_no_tensorflow_and_compiles_the_step_once(cifar_folder):
     # Counts the traces of the model's train step (Python code in it runs only
     # while JAX traces) and the XLA compilations (a jax.monitoring event) in

@@ -69,6 +69,7 @@ print(json.dumps({{
 
 
 @pytest.mark.parametrize("replicas", [2, 4])
+@pytest.mark.process
 def test_tf_loss_and_gradients_on_replicas_equal_single_device(replicas):
     out = run_in_subprocess(
         _TF_LOSS_AND_GRADIENTS.format(replicas=replicas), backend="tensorflow"
@@ -134,6 +135,7 @@ def _fit_step(sync):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.process
 def test_tf_fit_step_with_synchronized_batchnorm_matches_single_device():
     result = _fit_step(sync=True)
     assert result["changed"] > 1e-3  # the step really moved the weights
@@ -143,6 +145,7 @@ def test_tf_fit_step_with_synchronized_batchnorm_matches_single_device():
     assert result["diff"] < 1e-4, result
 
 
+@pytest.mark.process
 def test_tf_fit_step_with_per_replica_batchnorm_differs():
     # The same step without synchronized BatchNorm normalizes each replica's
     # 4 pairs on their own: the result must differ, or the test above proves
@@ -204,6 +207,7 @@ print(json.dumps({"single_loss": h1.history["loss"][0], "dist_loss": h2.history[
 """
 
 
+@pytest.mark.process
 def test_jax_data_parallel_sees_the_global_batch():
     out = run_in_subprocess(
         _JAX_DATA_PARALLEL,

@@ -75,6 +75,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.process
 def test_tf_two_logical_cpus_give_a_mirrored_strategy_every_helper_takes():
     out = run_in_subprocess(_TF_MIRRORED, backend="tensorflow")
     result = json.loads(out.strip().splitlines()[-1])
@@ -137,6 +138,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("devices", [1, 2])
+@pytest.mark.process
 def test_jax_result_has_a_scope_and_sets_nothing_unless_asked(devices):
     out = run_in_subprocess(
         _JAX,

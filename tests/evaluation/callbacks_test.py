@@ -32,6 +32,7 @@ def _small_model(seed=1):
 # ## KNNMonitor
 
 
+@pytest.mark.slow
 def test_knn_monitor_every_two_epochs_and_the_last(cifar_images):
     images, labels = cifar_images
     train, test = (images[:64], labels[:64]), (images[64:96], labels[64:96])
@@ -124,6 +125,7 @@ def test_collapse_alarm_threshold_scales_with_dimension():
     assert alarm.alarms == [2]
 
 
+@pytest.mark.slow
 def test_collapse_alarm_reads_z_std_of_a_real_fit(cifar_images):
     # A healthy model trained for one epoch raises no alarm.
     images, _ = cifar_images

@@ -15,8 +15,11 @@ so each scenario runs in a fresh process and prints its numbers as JSON.
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import run_in_subprocess
+
+pytestmark = pytest.mark.process
 
 def small_encoder(synchronized=False):
     """conv -> BatchNorm -> ReLU, twice, -> global average pooling: (B, 32, 32, 3) -> (B, 16).

@@ -23,6 +23,7 @@ def _random_model(seed=0):
     )
 
 
+@pytest.mark.slow
 def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_path):
     images, labels = cifar_images
     model = _random_model()
@@ -71,6 +72,7 @@ def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_pat
     )
 
 
+@pytest.mark.slow
 def test_classifier_width_follows_the_kept_head_layers():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(16, 32, 32, 3)).astype("uint8")

@@ -133,6 +133,7 @@ def test_errors_name_what_was_received():
         monitor.evaluate()
 
 
+@pytest.mark.process
 def test_monitor_and_knn_on_jax_without_tensorflow():
     # The evaluation package imports and runs on JAX with TensorFlow absent.
     code = """

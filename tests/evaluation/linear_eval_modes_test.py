@@ -103,6 +103,7 @@ def test_errors_name_what_was_received():
         linear_evaluation(encoder, [data[0]], data, 3)
 
 
+@pytest.mark.process
 def test_linear_evaluation_on_jax():
     code = """
 import sys

@@ -41,6 +41,7 @@ def _random_model(seed=0):
     )
 
 
+@pytest.mark.slow
 def test_linear_probe_on_random_init_features_beats_chance():
     from tests.conftest import decode_cifar
 
@@ -83,6 +84,7 @@ def test_float_images_in_0_255_are_refused():
         fine_tune(_toy_encoder(), dataset, test, 3, epochs=1)
 
 
+@pytest.mark.slow
 def test_labels_outside_num_classes_are_refused():
     import tensorflow as tf
 

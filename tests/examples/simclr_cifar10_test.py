@@ -2,9 +2,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
+@pytest.mark.process
 def test_example_small_steps_mode_runs_end_to_end(cifar_folder, tmp_path):
     output = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, KERAS_BACKEND="tensorflow")

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 from keras_simclr.export.export_encoder import KERAS_FILE
 from keras_simclr.export.export_encoder import METADATA_FILE
@@ -26,6 +27,7 @@ def _encoder_export(folder):
     return folder
 
 
+@pytest.mark.process
 def test_example_small_steps_mode_runs_end_to_end(cifar_folder, tmp_path):
     output = tmp_path / "out"
     encoder = _encoder_export(str(tmp_path / "encoder"))

@@ -176,6 +176,7 @@ def test_export_rejects_non_models(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
+@pytest.mark.process
 def test_export_from_the_jax_backend(tmp_path, cifar_images):
     images = _float_images(cifar_images, 8)
     np.save(tmp_path / "images.npy", images)

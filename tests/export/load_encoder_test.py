@@ -75,6 +75,7 @@ def test_checkpoint_holds_exactly_the_encoder_variables(exported):
     assert len(loaded.trainable_variables) == 4
 
 
+@pytest.mark.process
 def test_export_of_a_model_trained_under_mirrored_strategy(tmp_path):
     # As the command line does after multi-device training.
     path = str(tmp_path / "mirrored")
@@ -159,6 +160,7 @@ def test_dynamic_input_size_needs_image_size(tmp_path):
     )
 
 
+@pytest.mark.process
 def test_small_encoder_exported_from_jax(tmp_path):
     images = _images(count=5, seed=3)
     np.save(tmp_path / "images.npy", images)

@@ -298,6 +298,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.process
 def test_jax_backend_matches_oracle_with_traced_offset():
     z_a, z_b = _pair(8, 6, seed=16)
     payload = json.dumps({"z_a": z_a.tolist(), "z_b": z_b.tolist()})

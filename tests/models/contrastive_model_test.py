@@ -29,6 +29,7 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
+@pytest.mark.slow
 def test_fit_on_real_cifar_images_lowers_the_loss(cifar_images):
     images, _ = cifar_images
     model = _small_model()
@@ -45,6 +46,7 @@ def test_fit_on_real_cifar_images_lowers_the_loss(cifar_images):
     assert tuple(features.shape) == (4, 64)
 
 
+@pytest.mark.slow
 def test_history_loss_is_the_real_nt_xent_value():
     # With learning rate 0 one step leaves the weights unchanged, so the
     # reported loss must equal NT-Xent recomputed on the model's outputs.
@@ -60,6 +62,7 @@ def test_history_loss_is_the_real_nt_xent_value():
     np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_pairs_from_tf_data_with_labels_train_the_probe_only():
     import tensorflow as tf
 
@@ -131,6 +134,7 @@ def test_config_round_trip_and_keras_file(tmp_path):
         np.testing.assert_allclose(_np(a), _np(b))
 
 
+@pytest.mark.process
 def test_builds_and_steps_on_the_jax_backend():
     # Also: synchronized BatchNorm is accepted on JAX (Keras refuses
     # `BatchNormalization(synchronized=True)` there), an augmenter needs no
@@ -181,6 +185,7 @@ print("DEVICES", len(devices), "MOVING_MEAN", *np.asarray(norm.layers[0].moving_
     np.testing.assert_allclose([float(v) for v in moving_mean.split()], [5.0, 5.0])
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_loss_matches_float32():
     rng = np.random.default_rng(4)
     view_a = rng.uniform(size=(16, 32, 32, 3)).astype("float32")
@@ -239,6 +244,7 @@ def _tiny_images(n, seed=0):
     return rng.integers(0, 256, size=(n, TINY, TINY, 3)).astype("uint8")
 
 
+@pytest.mark.slow
 def test_fit_refuses_float_images_in_0_255():
     import tensorflow as tf
 
@@ -283,6 +289,7 @@ def test_fit_refuses_an_explicit_y_without_a_probe():
     assert "probe_accuracy" not in history.history
 
 
+@pytest.mark.slow
 def test_fit_refuses_a_last_batch_of_one_image():
     import tensorflow as tf
 
@@ -300,6 +307,7 @@ def test_fit_refuses_a_last_batch_of_one_image():
     assert history.history["loss"][0] > 0
 
 
+@pytest.mark.slow
 def test_probe_labels_outside_num_classes_are_refused():
     import tensorflow as tf
 
@@ -330,6 +338,7 @@ def test_uint8_datasets_of_a_static_batch_size_are_not_mapped():
     assert checked is not labelled
 
 
+@pytest.mark.process
 def test_input_checks_raise_on_the_jax_backend():
     out = run_in_subprocess(
         """
@@ -376,6 +385,7 @@ def _steps_per_epoch(history_callback, epochs=1):
     return len(history_callback.sizes) // epochs
 
 
+@pytest.mark.slow
 def test_drop_remainder_trains_full_batches_only():
     # TensorFlow keeps Keras's last partial batch unless asked (JAX drops
     # it by default: tested in a JAX subprocess below).
@@ -406,6 +416,7 @@ def test_drop_remainder_trains_full_batches_only():
         model.fit(_tiny_images(16), batch_size=8, drop_remainder="yes", verbose=0)
 
 
+@pytest.mark.slow
 def test_validation_scores_fixed_views_with_the_head_on_batch_statistics(cifar_images):
     # Real images at 16 px (the tiny encoder collapses on uniform noise).
     images = cifar_images[0][:32, ::2, ::2]
@@ -447,6 +458,7 @@ def test_validation_scores_fixed_views_with_the_head_on_batch_statistics(cifar_i
     assert history.history["val_z_std"][-1] > 0.5 * history.history["z_std"][-1]
 
 
+@pytest.mark.process
 def test_jax_fit_of_2000_images_at_batch_128_compiles_the_step_once():
     # 2000 = 15 * 128 + 80: Keras's own batching would end each epoch with a
     # batch of 80 and compile the step a second time.
@@ -501,6 +513,7 @@ print(json.dumps({
 # ## The step: one gather, loss and metrics from it
 
 
+@pytest.mark.process
 def test_one_cross_replica_gather_per_view_and_step_under_mirrored_strategy():
     # The loss and the metrics (contrastive_accuracy, z_std) read the same
     # gathered projections: one all_gather per view in the traced step

@@ -304,6 +304,7 @@ def test_bad_models_and_sample_weight_are_rejected():
         model.fit(_images(4), np.zeros(4, "int32"), sample_weight=np.ones(4), verbose=0)
 
 
+@pytest.mark.process
 def test_fits_on_the_jax_backend():
     out = run_in_subprocess(
         """

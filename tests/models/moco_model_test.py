@@ -230,6 +230,7 @@ def test_shuffled_key_groups_are_put_back_in_order():
     assert not np.allclose(keys[True, 4], keys[True, 1], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_uint8_images_with_an_augmenter_train_on_real_cifar(cifar_images):
     images = cifar_images[0][:64]
     model = MoCoModel(
@@ -369,6 +370,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.process
 def test_builds_and_steps_on_the_jax_backend():
     result = json.loads(run_in_subprocess(_JAX_STEP, backend="jax").strip().splitlines()[-1])
     assert np.isfinite(result["loss"])
@@ -427,6 +429,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.process
 def test_two_replicas_enqueue_the_global_batch_in_replica_order():
     out = run_in_subprocess(_TF_REPLICAS, backend="tensorflow")
     result = json.loads(out.strip().splitlines()[-1])
