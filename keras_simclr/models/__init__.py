@@ -7,6 +7,7 @@ from keras_simclr.models.encoders import create_encoder
 from keras_simclr.models.moco_model import MoCoModel
 from keras_simclr.models.projection_head import ProjectionHead
 from keras_simclr.models.resnet import ResNet
+from keras_simclr.models.resolve_encoder import resolve_encoder
 
 __all__ = [
     "ENCODERS",
@@ -16,4 +17,5 @@ __all__ = [
     "ProjectionHead",
     "ResNet",
     "create_encoder",
+    "resolve_encoder",
 ]
