@@ -45,9 +45,11 @@ import argparse
 import json
 import os
 
-# Before Keras: importing keras_simclr turns on TensorFlow's oneDNN CPU kernels
-# (keras_simclr.onednn), which TensorFlow reads once, at import.
 import keras_simclr as ks  # isort: skip
+
+# Before Keras imports TensorFlow, which reads the setting once: TensorFlow's
+# oneDNN CPU kernels (up to 2x faster on CPUs where TensorFlow leaves them off).
+ks.enable_onednn()
 import keras
 
 from keras_simclr import data

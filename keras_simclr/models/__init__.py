@@ -1,4 +1,13 @@
-"""Models: the ResNet encoder, the projection head and the contrastive models."""
+"""Models: the ResNet encoder, the projection head and the contrastive models.
+
+Importing it registers every keras-simclr class a saved model can hold (the
+models, their layers and augmentation, and the LARS optimizer), so
+`import keras_simclr.models` before `keras.saving.load_model` reloads any
+`.keras` file the library wrote.
+"""
+
+# A compiled model's file names its optimizer: LARS must be registered too.
+from keras_simclr import optimizers  # noqa: F401
 
 from keras_simclr.models.contrastive_model import ContrastiveModel
 from keras_simclr.models.distillation_model import DistillationModel
