@@ -180,8 +180,7 @@ def load_checkpoint(model, directory, steps_per_epoch):
         else:
             way_out = "pass --noresume to start over"
         raise CLIError(
-            f"cannot restore the checkpoint {path} ({type(error).__name__}: {reason}); "
-            f"{way_out}"
+            f"cannot restore the checkpoint {path} ({type(error).__name__}: {reason}); {way_out}"
         ) from None
     iterations = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     epochs, remainder = divmod(iterations, steps_per_epoch)

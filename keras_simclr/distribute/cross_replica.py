@@ -56,9 +56,7 @@ def cross_replica_concat(tensor):
     import tensorflow as tf
 
     gathered = context.all_gather(tensor, axis=0)
-    offset = tf.cast(context.replica_id_in_sync_group, "int32") * tf.shape(
-        tensor
-    )[0]
+    offset = tf.cast(context.replica_id_in_sync_group, "int32") * tf.shape(tensor)[0]
     return gathered, offset
 
 

@@ -34,8 +34,10 @@ def _patch_reduce_per_replica():
     original = trainer.reduce_per_replica
 
     def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not _is_multi_worker(strategy) or isinstance(
-            strategy, tf.distribute.TPUStrategy
+        if (
+            reduction not in ("auto", "mean")
+            or not _is_multi_worker(strategy)
+            or isinstance(strategy, tf.distribute.TPUStrategy)
         ):
             return original(values, strategy, reduction)
 

@@ -29,7 +29,7 @@ def process_part(batches, index, count):
 
         def part(*tensors):
             rows = tf.shape(tensors[0])[0] // count
-            return tuple(t[index * rows:(index + 1) * rows] for t in tensors)
+            return tuple(t[index * rows : (index + 1) * rows] for t in tensors)
 
         return batches.map(part)
     return _ProcessBatches(batches, index, count)
@@ -62,7 +62,7 @@ class _ProcessBatches(keras.utils.PyDataset):
         if not isinstance(batch, tuple):
             batch = (batch,)
         rows = len(batch[0]) // self._count
-        part = tuple(t[self._index * rows:(self._index + 1) * rows] for t in batch)
+        part = tuple(t[self._index * rows : (self._index + 1) * rows] for t in batch)
         return part if len(part) > 1 else part[0]
 
     def on_epoch_begin(self):

@@ -91,9 +91,7 @@ def resolve_strategy(tpu=None, devices=None, collective_timeout=None, *, set_glo
     if backend == "jax":
         result = _jax_distribution(tpu, devices)
         if set_global:
-            keras.distribution.set_distribution(
-                None if isinstance(result, OneDevice) else result
-            )
+            keras.distribution.set_distribution(None if isinstance(result, OneDevice) else result)
         return result
     if backend != "tensorflow":
         raise ValueError(

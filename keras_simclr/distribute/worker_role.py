@@ -42,11 +42,13 @@ def jax_process_role():
     except ValueError:
         count = index = -1
     if count < 1 or not 0 <= index < count:
+        received_count = os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES")
+        received_index = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
         raise ValueError(
             "KERAS_DISTRIBUTION_NUM_PROCESSES must be a positive integer and "
             "KERAS_DISTRIBUTION_PROCESS_ID an integer in [0, processes). Received: "
-            f"KERAS_DISTRIBUTION_NUM_PROCESSES={os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES')!r}, "
-            f"KERAS_DISTRIBUTION_PROCESS_ID={os.environ.get('KERAS_DISTRIBUTION_PROCESS_ID')!r}"
+            f"KERAS_DISTRIBUTION_NUM_PROCESSES={received_count!r}, "
+            f"KERAS_DISTRIBUTION_PROCESS_ID={received_index!r}"
         )
     return WorkerRole("process", index, count, index == 0)
 
@@ -98,13 +100,15 @@ def worker_role(tf_config=None):
     task = config.get("task") or {}
     task_type, task_id = task.get("type"), task.get("index", 0)
     jobs = {"chief": chiefs, "worker": workers}
-    if task_type not in jobs or not isinstance(task_id, int) or not (
-        0 <= task_id < len(jobs[task_type])
+    if (
+        task_type not in jobs
+        or not isinstance(task_id, int)
+        or not (0 <= task_id < len(jobs[task_type]))
     ):
         raise ValueError(
             "TF_CONFIG names a cluster of several workers but this process's task is "
-            "not one of them: give \"task\": {\"type\": \"worker\" or \"chief\", "
-            f"\"index\": i}} within the cluster. Received: task={task!r}"
+            'not one of them: give "task": {"type": "worker" or "chief", '
+            f'"index": i}} within the cluster. Received: task={task!r}'
         )
     is_chief = task_type == "chief" or (not chiefs and task_id == 0)
     return WorkerRole(task_type, task_id, num_workers, is_chief)

@@ -14,7 +14,9 @@ from tests.conftest import run_in_subprocess
 _TF_PRELUDE = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {replicas})
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * {replicas}
+)
 import keras
 import keras_simclr as ks
 devices = ["/cpu:%d" % i for i in range({replicas})]
@@ -71,9 +73,7 @@ print(json.dumps({{
 @pytest.mark.parametrize("replicas", [2, 4])
 @pytest.mark.process
 def test_tf_loss_and_gradients_on_replicas_equal_single_device(replicas):
-    out = run_in_subprocess(
-        _TF_LOSS_AND_GRADIENTS.format(replicas=replicas), backend="tensorflow"
-    )
+    out = run_in_subprocess(_TF_LOSS_AND_GRADIENTS.format(replicas=replicas), backend="tensorflow")
     result = json.loads(out.strip().splitlines()[-1])
     assert len(result["replica_losses"]) == replicas
     # Each replica's anchors see all 2N - 2 negatives: the mean of the
@@ -121,7 +121,8 @@ dist_loss, dist_weights = fit_once(dist)
 changed = max(float(np.abs(a - b).max()) for a, b in zip(single_weights, initial))
 diff = max(float(np.abs(a - b).max()) for a, b in zip(single_weights, dist_weights))
 names = [w.path for w in single.weights]
-worst = names[int(np.argmax([float(np.abs(a - b).max()) for a, b in zip(single_weights, dist_weights)]))]
+gaps = [float(np.abs(a - b).max()) for a, b in zip(single_weights, dist_weights)]
+worst = names[int(np.argmax(gaps))]
 print(json.dumps({{"single_loss": single_loss, "dist_loss": dist_loss, "changed": changed,
                    "diff": diff, "worst": worst}}))
 """
@@ -129,9 +130,7 @@ print(json.dumps({{"single_loss": single_loss, "dist_loss": dist_loss, "changed"
 
 
 def _fit_step(sync):
-    out = run_in_subprocess(
-        _TF_FIT_STEP.format(replicas=2, sync=sync), backend="tensorflow"
-    )
+    out = run_in_subprocess(_TF_FIT_STEP.format(replicas=2, sync=sync), backend="tensorflow")
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -163,7 +162,9 @@ assert len(jax.devices()) == 2, jax.devices()
 def build():
     keras.utils.set_random_seed(7)
     model = ks.models.ContrastiveModel(
-        encoder=ks.models.ResNet(18, width_multiplier=0.125, cifar_stem=True, input_shape=(16, 16, 3)),
+        encoder=ks.models.ResNet(
+            18, width_multiplier=0.125, cifar_stem=True, input_shape=(16, 16, 3)
+        ),
         projection_head=ks.models.ProjectionHead(output_dim=16),
         augmenter=None, temperature=0.2)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
@@ -200,7 +201,8 @@ assert seen.current is distribution
 assert keras.distribution.distribution() is None  # the scope restored it
 kernel = dist.encoder.get_layer("stem_conv").kernel.value
 batch_sharding = str(distribution.get_data_layout((8, 16, 16, 3)).axes)
-diff = max(float(np.abs(np.array(a) - b).max()) for a, b in zip(dist.weights, [np.array(w) for w in single.weights]))
+single_weights = [np.array(w) for w in single.weights]
+diff = max(float(np.abs(np.array(a) - b).max()) for a, b in zip(dist.weights, single_weights))
 print(json.dumps({"single_loss": h1.history["loss"][0], "dist_loss": h2.history["loss"][0],
                   "diff": diff, "layout": batch_sharding,
                   "devices": len(kernel.sharding.device_set)}))
