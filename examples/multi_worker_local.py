@@ -38,8 +38,20 @@ import sys
 import threading
 
 SMALL_STEPS = [
-    "--epochs", "1", "--batch_size", "8", "--width_multiplier", "0.125",
-    "--projection_dim", "16", "--knn_every", "0", "--knn_k", "10", "--verbose", "2",
+    "--epochs",
+    "1",
+    "--batch_size",
+    "8",
+    "--width_multiplier",
+    "0.125",
+    "--projection_dim",
+    "16",
+    "--knn_every",
+    "0",
+    "--knn_k",
+    "10",
+    "--verbose",
+    "2",
 ]
 
 
@@ -93,15 +105,25 @@ def main(argv=None):
     extra = [flag for flag in rest if flag != "--"]
     ports = free_ports(args.workers)
     command = [
-        sys.executable, "-m", "keras_simclr.cli.main", "pretrain",
-        "--image_folder", args.image_folder, "--output_dir", args.output_dir,
-        *(SMALL_STEPS if args.small_steps else []), *extra,
+        sys.executable,
+        "-m",
+        "keras_simclr.cli.main",
+        "pretrain",
+        "--image_folder",
+        args.image_folder,
+        "--output_dir",
+        args.output_dir,
+        *(SMALL_STEPS if args.small_steps else []),
+        *extra,
     ]
     workers, relays = [], []
     for index in range(args.workers):
         process = subprocess.Popen(
-            command, env=worker_env(args.backend, index, ports), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            command,
+            env=worker_env(args.backend, index, ports),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         workers.append(process)
         thread = threading.Thread(target=relay, args=(f"[worker {index}]", process.stdout))

@@ -152,9 +152,7 @@ def resolve(method="simclr", image_size=None, **choices):
 
 def _check_choice(name, value, known):
     if value not in known:
-        raise ValueError(
-            f"Unknown {name}; known: {', '.join(known)}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"Unknown {name}; known: {', '.join(known)}. Received: {name}={value!r}")
 
 
 def validate(
@@ -311,12 +309,20 @@ def build(
     from keras_simclr import optimizers
 
     choices = dict(
-        encoder=encoder, batch_size=batch_size, epochs=epochs,
-        width_multiplier=width_multiplier, temperature=temperature,
-        augmentation=augmentation, learning_rate=learning_rate,
-        learning_rate_scaling=learning_rate_scaling, optimizer=optimizer,
-        momentum=momentum, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-        queue_size=queue_size, head_layers=head_layers,
+        encoder=encoder,
+        batch_size=batch_size,
+        epochs=epochs,
+        width_multiplier=width_multiplier,
+        temperature=temperature,
+        augmentation=augmentation,
+        learning_rate=learning_rate,
+        learning_rate_scaling=learning_rate_scaling,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        warmup_epochs=warmup_epochs,
+        queue_size=queue_size,
+        head_layers=head_layers,
     )
     validate(method, **choices)
     steps_per_epoch = train_examples // batch_size
@@ -332,11 +338,14 @@ def build(
     sync_batchnorm = sync_batchnorm and not moco
     parts = dict(
         encoder=models.create_encoder(
-            encoder, image_size, width_multiplier=width_multiplier,
+            encoder,
+            image_size,
+            width_multiplier=width_multiplier,
             sync_batchnorm=sync_batchnorm,
         ),
         projection_head=models.ProjectionHead(
-            num_layers=resolved["head_layers"], output_dim=projection_dim,
+            num_layers=resolved["head_layers"],
+            output_dim=projection_dim,
             sync_batchnorm=sync_batchnorm,
         ),
         augmenter=augment.SimCLRAugmentation(
@@ -349,8 +358,11 @@ def build(
     augmenter = parts["augmenter"]
     if moco:
         model = models.MoCoModel(
-            **parts, queue_size=queue_size, momentum=moco_momentum,
-            shuffle_bn_splits=shuffle_bn_splits, seed=seed,
+            **parts,
+            queue_size=queue_size,
+            momentum=moco_momentum,
+            shuffle_bn_splits=shuffle_bn_splits,
+            seed=seed,
         )
     else:
         model = models.ContrastiveModel(**parts)

@@ -1,9 +1,8 @@
 import math
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr import models
 from keras_simclr import optimizers
@@ -22,9 +21,16 @@ def test_simclr_v2_has_a_three_layer_head_and_simclr_settings():
     assert recipe.augmenter is recipe.model.augmenter
     # 650 // 64 = 10 steps per epoch; warmup 10% of 10 epochs = 1 epoch.
     assert recipe.settings == {
-        "preset": "cifar", "temperature": 0.5, "peak_learning_rate": 0.3 * 64 / 256,
-        "warmup_steps": 10, "total_steps": 100, "steps_per_epoch": 10, "optimizer": "lars",
-        "weight_decay": 1e-6, "head_layers": 3, "projection_dim": 128,
+        "preset": "cifar",
+        "temperature": 0.5,
+        "peak_learning_rate": 0.3 * 64 / 256,
+        "warmup_steps": 10,
+        "total_steps": 100,
+        "steps_per_epoch": 10,
+        "optimizer": "lars",
+        "weight_decay": 1e-6,
+        "head_layers": 3,
+        "projection_dim": 128,
     }
 
 
@@ -38,7 +44,8 @@ def test_moco_v2_uses_sgd_its_temperature_and_its_augmentation_at_any_size():
 
 
 @pytest.mark.parametrize(
-    "image_size, preset, temperature", [(32, "cifar", 0.5), (64, "cifar", 0.5), (96, "imagenet", 0.1)]
+    "image_size, preset, temperature",
+    [(32, "cifar", 0.5), (64, "cifar", 0.5), (96, "imagenet", 0.1)],
 )
 def test_simclr_preset_and_temperature_follow_the_image_size(image_size, preset, temperature):
     resolved = recipes.resolve("simclr", image_size)

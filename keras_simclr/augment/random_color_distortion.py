@@ -15,9 +15,7 @@ _per_image = image_utils.per_image
 
 def grayscale(images):
     """RGB -> gray (`tf.image.rgb_to_grayscale` weights), as 3 equal channels."""
-    gray = ops.sum(
-        images * ops.convert_to_tensor(_GRAY, "float32"), axis=-1, keepdims=True
-    )
+    gray = ops.sum(images * ops.convert_to_tensor(_GRAY, "float32"), axis=-1, keepdims=True)
     return ops.repeat(gray, 3, axis=-1)
 
 
@@ -149,9 +147,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
     ):
         super().__init__(seed=seed, **kwargs)
         if not is_number(strength) or not strength >= 0:
-            raise ValueError(
-                f"`strength` must be a number >= 0. Received: strength={strength}"
-            )
+            raise ValueError(f"`strength` must be a number >= 0. Received: strength={strength}")
         if brightness not in _BRIGHTNESS_MODES:
             raise ValueError(
                 f"`brightness` must be one of {_BRIGHTNESS_MODES}. "
@@ -162,9 +158,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
             ("grayscale_probability", grayscale_probability),
         ):
             if not is_number(value) or not 0.0 <= value <= 1.0:
-                raise ValueError(
-                    f"`{name}` must be in [0, 1]. Received: {name}={value}"
-                )
+                raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
         self.strength = float(strength)
         self.brightness = brightness
         self.jitter_probability = float(jitter_probability)
@@ -243,9 +237,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
         """Applies, to each image, the operation its `operation` (batch,) names."""
         operation = _per_image(operation)
         # Brightness or contrast: x * scale + shift, per image (and channel).
-        brightness_scale, brightness_shift = self._brightness_affine(
-            transformation["brightness"]
-        )
+        brightness_scale, brightness_shift = self._brightness_affine(transformation["brightness"])
         contrast = _per_image(transformation["contrast"])
         is_brightness = ops.equal(operation, BRIGHTNESS)
         scale = ops.where(is_brightness, brightness_scale, contrast)
@@ -260,9 +252,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
             _per_image(transformation["saturation"]),
             1.0,
         )
-        hue = ops.where(
-            ops.equal(operation, HUE), _per_image(transformation["hue"]), 0.0
-        )
+        hue = ops.where(ops.equal(operation, HUE), _per_image(transformation["hue"]), 0.0)
         colored = adjust_saturation_and_hue(images, saturation, hue)
         outputs = ops.where(ops.greater_equal(operation, SATURATION), colored, affine)
         return ops.clip(outputs, 0.0, 1.0)
@@ -273,9 +263,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
         `transformation=None` (or `training=False`) returns the images as
         float32.
         """
-        images, unbatched = image_utils.to_batched_float(
-            images, self.__class__.__name__
-        )
+        images, unbatched = image_utils.to_batched_float(images, self.__class__.__name__)
         if transformation is None or not training:
             return images[0] if unbatched else images
         if self.random_order:
@@ -287,9 +275,7 @@ class RandomColorDistortion(image_utils.PerImageAugmentation):
         else:
             jittered = self._fixed_order_jitter(images, transformation)
         outputs = ops.where(_per_image(transformation["jitter"]), jittered, images)
-        outputs = ops.where(
-            _per_image(transformation["grayscale"]), grayscale(outputs), outputs
-        )
+        outputs = ops.where(_per_image(transformation["grayscale"]), grayscale(outputs), outputs)
         return outputs[0] if unbatched else outputs
 
     def compute_output_shape(self, input_shape):

@@ -1,8 +1,7 @@
 import functools
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
 
 from keras_simclr.augment import image_utils
@@ -27,9 +26,7 @@ def _tap_matrices(size, radius):
     outputs = np.arange(size)[None, :]
     sources = reflect_index(outputs + taps, size)
     matrices = np.zeros((2 * radius + 1, size, size), "float32")
-    t_index, i_index = np.meshgrid(
-        np.arange(2 * radius + 1), np.arange(size), indexing="ij"
-    )
+    t_index, i_index = np.meshgrid(np.arange(2 * radius + 1), np.arange(size), indexing="ij")
     # `add.at`: with a radius beyond the image, two taps can read one pixel.
     np.add.at(matrices, (t_index, i_index, sources), 1.0)
     matrices.setflags(write=False)
@@ -81,20 +78,17 @@ class RandomGaussianBlur(image_utils.PerImageAugmentation):
           [0.1, 2.0], kernel 10% of the image side).
     """
 
-    def __init__(
-        self, kernel_size=None, sigma=(0.1, 2.0), probability=1.0, seed=None, **kwargs
-    ):
+    def __init__(self, kernel_size=None, sigma=(0.1, 2.0), probability=1.0, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         try:
             sigma = tuple(float(v) for v in sigma)
         except (TypeError, ValueError):
             raise ValueError(
                 f"`sigma` must be a (min, max) pair of numbers. Received: sigma={sigma}"
-            )
+            ) from None
         if len(sigma) != 2 or not (0.0 < sigma[0] <= sigma[1]):
             raise ValueError(
-                "`sigma` must be (min, max) with 0 < min <= max. "
-                f"Received: sigma={sigma}"
+                f"`sigma` must be (min, max) with 0 < min <= max. Received: sigma={sigma}"
             )
         if kernel_size is not None and (
             not isinstance(kernel_size, (int, np.integer))
@@ -152,9 +146,7 @@ class RandomGaussianBlur(image_utils.PerImageAugmentation):
     def transform_images(self, images, transformation, training=True):
         """Blurs with the drawn sigmas; `transformation=None` (or
         `training=False`) returns the images as float32."""
-        images, unbatched = image_utils.to_batched_float(
-            images, self.__class__.__name__
-        )
+        images, unbatched = image_utils.to_batched_float(images, self.__class__.__name__)
         if transformation is None or not training:
             return images[0] if unbatched else images
         height, width = image_utils.spatial_size(images, self.__class__.__name__)

@@ -122,11 +122,10 @@ class RandomResizedCrop(image_utils.PerImageAugmentation):
             raise ValueError(
                 "`scale` and `aspect_ratio` must be (min, max) pairs of numbers. "
                 f"Received: scale={scale}, aspect_ratio={aspect_ratio}"
-            )
+            ) from None
         if len(scale) != 2 or not (0.0 < scale[0] <= scale[1] <= 1.0):
             raise ValueError(
-                "`scale` must be (min, max) with 0 < min <= max <= 1. "
-                f"Received: scale={scale}"
+                f"`scale` must be (min, max) with 0 < min <= max <= 1. Received: scale={scale}"
             )
         if len(aspect_ratio) != 2 or not (0.0 < aspect_ratio[0] <= aspect_ratio[1]):
             raise ValueError(
@@ -135,8 +134,7 @@ class RandomResizedCrop(image_utils.PerImageAugmentation):
             )
         if int(height) < 1 or int(width) < 1:
             raise ValueError(
-                "`height` and `width` must be positive. "
-                f"Received: height={height}, width={width}"
+                f"`height` and `width` must be positive. Received: height={height}, width={width}"
             )
         self.height = int(height)
         self.width = int(width)
@@ -159,9 +157,7 @@ class RandomResizedCrop(image_utils.PerImageAugmentation):
             `crop_width` (pixels, fractional) and bool `flip`.
         """
         image_utils.check_images(images, self.__class__.__name__)
-        image_height, image_width = image_utils.spatial_size(
-            images, self.__class__.__name__
-        )
+        image_height, image_width = image_utils.spatial_size(images, self.__class__.__name__)
         batch = image_utils.batch_size(images)
         if not training:
             zeros = ops.zeros((batch,), "float32")
@@ -204,14 +200,10 @@ class RandomResizedCrop(image_utils.PerImageAugmentation):
 
         `transformation=None` (or `training=False`) resizes whole images.
         """
-        images, unbatched = image_utils.to_batched_float(
-            images, self.__class__.__name__
-        )
+        images, unbatched = image_utils.to_batched_float(images, self.__class__.__name__)
         if transformation is None or not training:
             transformation = self.get_random_transformation(images, training=False)
-        image_height, image_width = image_utils.spatial_size(
-            images, self.__class__.__name__
-        )
+        image_height, image_width = image_utils.spatial_size(images, self.__class__.__name__)
         rows = interpolation_matrix(
             transformation["top"],
             transformation["crop_height"],

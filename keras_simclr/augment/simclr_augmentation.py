@@ -137,9 +137,7 @@ class SimCLRAugmentation(keras.layers.Layer):
         self.built = True
 
     def call(self, images, training=True):
-        images, unbatched = image_utils.to_batched_float(
-            images, self.__class__.__name__
-        )
+        images, unbatched = image_utils.to_batched_float(images, self.__class__.__name__)
         images = self.crop(images, training=training)
         images = self.color(images, training=training)
         if self.blur is not None:

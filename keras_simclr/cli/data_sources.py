@@ -21,8 +21,11 @@ def load_split(config, split, image_size=None, in_memory=False):
 
     if config["image_folder"]:
         return data.load_image_folder(
-            config["image_folder"], split, image_size=image_size,
-            skip_bad_images=config.get("skip_bad_images", False), in_memory=in_memory,
+            config["image_folder"],
+            split,
+            image_size=image_size,
+            skip_bad_images=config.get("skip_bad_images", False),
+            in_memory=in_memory,
         )
     return data.load_tfds(
         config["dataset"], split, data_dir=config["tfds_data_dir"], image_size=image_size

@@ -1,7 +1,8 @@
 """`keras-simclr linear_eval` and `keras-simclr finetune`: judge an exported encoder.
 
     keras-simclr linear_eval --encoder runs/c10/encoder --image_folder /data/cifar10
-    keras-simclr finetune --encoder runs/c10/encoder --image_folder /data/cifar10 --label_fraction 0.1
+    keras-simclr finetune --encoder runs/c10/encoder --image_folder /data/cifar10 \
+        --label_fraction 0.1
 
 `--encoder` is a directory written by `export_encoder` (the `pretrain`
 command's `OUTPUT_DIR/encoder`); without it, `--model` gives a randomly
@@ -25,18 +26,28 @@ def define_flags(flag_values=flags.FLAGS):
     """Defines the flags of `linear_eval` and `finetune` in `flag_values`."""
     define = FlagDefiner(flag_values)
     define.string("encoder", None, "Exported encoder directory (OUTPUT_DIR/encoder of pretrain).")
-    define.string("model", "resnet18_cifar", "Without --encoder: a random-init encoder of this kind.")
+    define.string(
+        "model", "resnet18_cifar", "Without --encoder: a random-init encoder of this kind."
+    )
     define.string("dataset", None, "tfds dataset name.")
     define.string("tfds_data_dir", None, "tfds data_dir.")
     define.string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
     define.string("train_split", "train", "Labelled training split.")
     define.string("eval_split", "test", "Test split.")
-    define.float("label_fraction", 1.0, "Per-class balanced fraction of the training labels (0.01, 0.1, 1).")
+    define.float(
+        "label_fraction", 1.0, "Per-class balanced fraction of the training labels (0.01, 0.1, 1)."
+    )
     define.integer("epochs", 30, "Classifier (or fine-tuning) epochs.")
     define.integer("batch_size", 256, "Batch size.")
-    define.float("learning_rate", None, "Peak learning rate (cosine decay). Default 0.1 linear, 0.01 finetune.")
+    define.float(
+        "learning_rate",
+        None,
+        "Peak learning rate (cosine decay). Default 0.1 linear, 0.01 finetune.",
+    )
     define.enum("optimizer", "sgd", ["sgd", "lars"], "Optimizer.")
-    define.bool("augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features.")
+    define.bool(
+        "augment", True, "linear_eval: augment every step (crop + flip); off: precomputed features."
+    )
     define.integer("seed", 0, "Seed of the label subset and augmentation.")
     define.string("output", None, "Write the result as JSON here.")
     define.integer("verbose", 1, "2: print the traceback of an error.")
@@ -77,7 +88,9 @@ def run_evaluation(config, mode):
         )
     rate = config["learning_rate"]
     if rate is not None and not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"--learning_rate must be a finite number > 0. Received: learning_rate={rate}")
+        raise ValueError(
+            f"--learning_rate must be a finite number > 0. Received: learning_rate={rate}"
+        )
     for name in ("epochs", "batch_size"):
         if config[name] < 1:
             raise ValueError(f"--{name} must be positive. Received: {name}={config[name]}")
@@ -97,13 +110,22 @@ def run_evaluation(config, mode):
     )
     if mode == "linear_eval":
         result = linear_evaluation(
-            encoder, train_arrays, test_arrays, train.num_classes,
-            learning_rate=config["learning_rate"] or 0.1, augment=config["augment"], **common,
+            encoder,
+            train_arrays,
+            test_arrays,
+            train.num_classes,
+            learning_rate=config["learning_rate"] or 0.1,
+            augment=config["augment"],
+            **common,
         )
     else:
         result = fine_tune(
-            encoder, train_arrays, test_arrays, train.num_classes,
-            learning_rate=config["learning_rate"] or 0.01, **common,
+            encoder,
+            train_arrays,
+            test_arrays,
+            train.num_classes,
+            learning_rate=config["learning_rate"] or 0.01,
+            **common,
         )
     summary = {
         "mode": mode,
@@ -124,7 +146,9 @@ def run_evaluation(config, mode):
 def _main(mode):
     config = config_from_flags(define_flags, flags.FLAGS)
     run_subcommand(
-        lambda config: run_evaluation(config, mode), config, config["verbose"],
+        lambda config: run_evaluation(config, mode),
+        config,
+        config["verbose"],
         prog=f"keras-simclr {mode}",
     )
 

@@ -105,7 +105,8 @@ def run_pretraining(config, strategy=None):
             # set_global: Keras's JAX fit, evaluate and predict (the kNN
             # too) shard their batches over the global distribution.
             strategy = distribute.resolve_strategy(
-                tpu=flags["tpu"], collective_timeout=flags.get("collective_timeout"),
+                tpu=flags["tpu"],
+                collective_timeout=flags.get("collective_timeout"),
                 set_global=True,
             )
         except RuntimeError as error:

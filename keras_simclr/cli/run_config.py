@@ -87,11 +87,10 @@ def merge_resumed_flags(saved_flags, flags):
     if new_epochs < old_epochs:
         changed.append(("epochs", old_epochs, new_epochs))
     if changed:
-        listed = ", ".join(
-            f"--{name} {_shown(old)} -> {_shown(new)}" for name, old, new in changed
-        )
+        listed = ", ".join(f"--{name} {_shown(old)} -> {_shown(new)}" for name, old, new in changed)
         raise CLIError(
-            f"the run in {flags['output_dir']} was started with other settings: {listed}. A resume may only raise "
+            f"the run in {flags['output_dir']} was started with other settings: {listed}. "
+            "A resume may only raise "
             "--epochs. Pass --noresume to start over with the new settings, or give "
             "the old values to resume"
         )

@@ -90,7 +90,5 @@ def describe_holder(holder):
     """A lock holder record as text: PID, host and start time."""
     if not holder:
         return "holder unknown"
-    started = time.strftime(
-        "%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0))
-    )
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
     return f"pid {holder.get('pid')} on host {holder.get('host')}, started {started}"

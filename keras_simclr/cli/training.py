@@ -284,7 +284,10 @@ def train(flags, saved, resuming, strategy, role, write_dir):
         f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
         f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs; "
         + (f"{ips:.1f} images/s; " if ips else "")
-        + (f"outputs in {output_dir}" if role.is_chief
-           else f"this worker's copies in {write_dir}; the chief writes {output_dir}")
+        + (
+            f"outputs in {output_dir}"
+            if role.is_chief
+            else f"this worker's copies in {write_dir}; the chief writes {output_dir}"
+        )
     )
     return metrics

@@ -190,9 +190,7 @@ def load_arrays(images, labels=None, class_names=None):
             f"image. Received: labels.shape={labels.shape}, dtype={labels.dtype}"
         )
     if labels.min() < 0:
-        raise ValueError(
-            f"labels must be class indices >= 0. Received: min(labels)={labels.min()}"
-        )
+        raise ValueError(f"labels must be class indices >= 0. Received: min(labels)={labels.min()}")
     labels = labels.astype(np.int32)
     if class_names is None:
         class_names = [str(i) for i in range(int(labels.max()) + 1)]

@@ -45,8 +45,7 @@ MAX_LISTED_BAD_IMAGES = 20
 
 # Pillow's names of the formats tf.io.decode_image also reads (MPO: a JPEG
 # with extra pictures after its end, as some cameras write).
-_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP",
-            "WEBP": "WebP"}
+_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "BMP": "BMP", "WEBP": "WebP"}
 _FORMAT_NAMES = "JPEG, PNG, GIF, BMP or WebP"
 
 _JPEG_EOI = 0xD9

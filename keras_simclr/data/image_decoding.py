@@ -37,7 +37,9 @@ def _decode_one(source, index, image_size):
         with _open(source) as image:
             array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"Cannot decode the image {_describe(source, index)} ({error}).") from error
+        raise ValueError(
+            f"Cannot decode the image {_describe(source, index)} ({error})."
+        ) from error
     if image_size is not None:
         array = resize_image_array(array, image_size)
     return array
@@ -53,7 +55,9 @@ def image_shape(source, index=0):
         with _open(source) as image:
             width, height = image.size
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"Cannot decode the image {_describe(source, index)} ({error}).") from error
+        raise ValueError(
+            f"Cannot decode the image {_describe(source, index)} ({error})."
+        ) from error
     return int(height), int(width)
 
 

@@ -44,9 +44,7 @@ def standardize_image_size(image_size):
         image_size = (image_size, image_size)
     try:
         height, width = image_size
-        valid = all(
-            int(v) == v and int(v) > 0 and not isinstance(v, bool) for v in (height, width)
-        )
+        valid = all(int(v) == v and int(v) > 0 and not isinstance(v, bool) for v in (height, width))
     except (TypeError, ValueError):
         valid = False
     if not valid:
@@ -62,9 +60,7 @@ def resize_weights(size_in, size_out):
     scale = size_out / size_in
     width = max(1.0, 1.0 / scale)
     centres = (np.arange(size_out) + 0.5) / scale - 0.5
-    weights = np.maximum(
-        0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width
-    )
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width)
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 

@@ -45,7 +45,13 @@ class ShuffledBatches(keras.utils.PyDataset):
     """
 
     def __init__(
-        self, images, labels=None, batch_size=256, seed=None, initial_epoch=0, repeat=False,
+        self,
+        images,
+        labels=None,
+        batch_size=256,
+        seed=None,
+        initial_epoch=0,
+        repeat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)

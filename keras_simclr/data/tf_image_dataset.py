@@ -94,9 +94,7 @@ class TFImageDataset(ImageDataset):
         """
 
         def load(path, label):
-            image = tf.io.decode_image(
-                tf.io.read_file(path), channels=3, expand_animations=False
-            )
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
             return resize_image(image, image_size), label
 
         dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
@@ -153,7 +151,10 @@ class TFImageDataset(ImageDataset):
         if self.nbytes > limit_bytes:
             _logger.info(
                 "Not caching %d images of %s: %d bytes exceed the limit of %d.",
-                self.num_examples, self.image_size, self.nbytes, limit_bytes,
+                self.num_examples,
+                self.image_size,
+                self.nbytes,
+                limit_bytes,
             )
             return self
         return dataclasses.replace(self, dataset=self.dataset.cache(), cached=True)
@@ -182,8 +183,7 @@ class TFImageDataset(ImageDataset):
         if self.labels is not None:
             return self.labels
         batches = [
-            labels.numpy()
-            for labels in self.dataset.map(lambda image, label: label).batch(8192)
+            labels.numpy() for labels in self.dataset.map(lambda image, label: label).batch(8192)
         ]
         labels = np.concatenate(batches) if batches else np.zeros((0,), np.int32)
         if labels.shape != (self.num_examples,):

@@ -36,9 +36,7 @@ def _tfds_load(name, split, data_dir):
 
     _ensure_importlib_resources()
     try:
-        return tfds.load(
-            name, split=split, data_dir=data_dir, as_supervised=True, with_info=True
-        )
+        return tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, with_info=True)
     except ModuleNotFoundError as error:
         if error.name != "importlib_resources":
             raise

@@ -49,4 +49,5 @@ class CollapseAlarm(keras.callbacks.Callback):
                 f"({self.threshold} / sqrt({dim})). Check the temperature, "
                 "learning rate and augmentation strength.",
                 RuntimeWarning,
+                stacklevel=2,
             )

@@ -137,17 +137,16 @@ def weighted_knn_predict(
     bank_labels = ops.convert_to_tensor(train_labels.astype("int32"))
     scores = np.zeros((len(query_features), num_classes), "float32")
     for start in range(0, len(query_features), batch_size):
-        queries = unit_rows(
-            ops.convert_to_tensor(query_features[start : start + batch_size])
-        )
+        queries = unit_rows(ops.convert_to_tensor(query_features[start : start + batch_size]))
         count = int(queries.shape[0])
         similarity = ops.matmul(queries, bank_t)
         top, neighbours = ops.top_k(similarity, k)  # sorted, top[:, 0] is the max
         weights = ops.exp((top - top[:, :1]) / temperature)
         # One segment per (query, class): sum the weights of each class's votes.
-        segments = ops.take(bank_labels, neighbours) + num_classes * ops.arange(
-            count, dtype="int32"
-        )[:, None]
+        segments = (
+            ops.take(bank_labels, neighbours)
+            + num_classes * ops.arange(count, dtype="int32")[:, None]
+        )
         chunk = ops.segment_sum(
             ops.reshape(weights, (-1,)),
             ops.reshape(segments, (-1,)),
@@ -252,9 +251,7 @@ def evaluate_knn(
     num_classes = int(num_classes)
     check_labelled_arrays(train_data, num_classes, "train_data")
     check_labelled_arrays(test_data, num_classes, "test_data")
-    train = extract_data_features(
-        model_or_encoder, train_data, batch_size, "train_data images"
-    )
+    train = extract_data_features(model_or_encoder, train_data, batch_size, "train_data images")
     test = extract_data_features(model_or_encoder, test_data, batch_size, "test_data images")
     if not (isinstance(train, tuple) and isinstance(test, tuple)):
         raise ValueError(

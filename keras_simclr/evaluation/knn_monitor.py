@@ -71,8 +71,7 @@ class KNNMonitor(keras.callbacks.Callback):
         super().__init__()
         if int(every_n_epochs) != every_n_epochs or every_n_epochs < 1:
             raise ValueError(
-                "every_n_epochs must be an integer >= 1. "
-                f"Received: every_n_epochs={every_n_epochs}"
+                f"every_n_epochs must be an integer >= 1. Received: every_n_epochs={every_n_epochs}"
             )
         if int(k) != k or k < 1:
             raise ValueError(f"k must be an integer >= 1. Received: k={k}")

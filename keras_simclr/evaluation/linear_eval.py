@@ -34,9 +34,7 @@ def _folded_classifier(standardize, linear, feature_dim):
     kernel = ops.convert_to_numpy(linear.kernel).astype("float64")
     bias = ops.convert_to_numpy(linear.bias).astype("float64")
     folded = keras.layers.Dense(linear.units, name="linear")
-    classifier = keras.Sequential(
-        [keras.Input((feature_dim,)), folded], name="linear_classifier"
-    )
+    classifier = keras.Sequential([keras.Input((feature_dim,)), folded], name="linear_classifier")
     folded.set_weights(
         [
             (scale[:, None] * kernel).astype("float32"),

@@ -67,9 +67,7 @@ class RandomCropFlip(keras.layers.Layer):
         cols = ops.where(flip[:, None], ops.flip(cols, axis=1), cols)
         out = ops.take_along_axis(
             padded,
-            ops.broadcast_to(
-                rows[:, :, None, None], (batch, height, width + 2 * pad, channels)
-            ),
+            ops.broadcast_to(rows[:, :, None, None], (batch, height, width + 2 * pad, channels)),
             axis=1,
         )
         return ops.take_along_axis(

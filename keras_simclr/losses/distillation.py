@@ -95,9 +95,7 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
         - [Hinton et al., Distilling the Knowledge in a Neural Network,
           2015](https://arxiv.org/abs/1503.02531).
     """
-    return ops.mean(
-        distillation_cross_entropy(teacher_logits, student_logits, temperature)
-    )
+    return ops.mean(distillation_cross_entropy(teacher_logits, student_logits, temperature))
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -135,9 +133,7 @@ class DistillationLoss(keras.losses.Loss):
         self.temperature = validate_temperature(temperature)
 
     def call(self, y_true, y_pred):
-        return distillation_cross_entropy(
-            y_true, y_pred, temperature=self.temperature
-        )
+        return distillation_cross_entropy(y_true, y_pred, temperature=self.temperature)
 
     def get_config(self):
         config = super().get_config()

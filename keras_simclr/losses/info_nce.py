@@ -81,6 +81,4 @@ def info_nce_loss(query, key, queue, temperature=0.2):
           (MoCo v2), 2020.
     """
     logits = info_nce_logits(query, key, queue, temperature)
-    return ops.mean(
-        ops.logsumexp(logits, axis=1) - logits[:, 0]
-    )
+    return ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])

@@ -52,11 +52,7 @@ def _check_inputs(z_a, z_b, keys):
             "NT-Xent needs at least 2 pairs in the global batch: with one image "
             f"there are no negatives. Received: keys_a.shape={shape_ka}"
         )
-    if (
-        shape_ka[0] is not None
-        and shape_a[0] is not None
-        and shape_a[0] > shape_ka[0]
-    ):
+    if shape_ka[0] is not None and shape_a[0] is not None and shape_a[0] > shape_ka[0]:
         raise ValueError(
             "The global batch `keys` must contain the local batch. "
             f"Received: z_a.shape={shape_a}, keys_a.shape={shape_ka}"
@@ -145,9 +141,7 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
     """
     temperature = validate_temperature(temperature)
     logits, labels = _logits(z_a, z_b, keys, offset, temperature)
-    return ops.mean(
-        ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-    )
+    return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
 def contrastive_accuracy(z_a, z_b, keys=None, offset=0):

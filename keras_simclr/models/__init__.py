@@ -8,7 +8,6 @@ models, their layers and augmentation, and the LARS optimizer), so
 
 # A compiled model's file names its optimizer: LARS must be registered too.
 from keras_simclr import optimizers  # noqa: F401
-
 from keras_simclr.models.contrastive_model import ContrastiveModel
 from keras_simclr.models.distillation_model import DistillationModel
 from keras_simclr.models.encoders import ENCODERS

@@ -89,12 +89,8 @@ class BaseModel(keras.Model):
             self.update_before_step()
         return self.forward(inputs, training=training)
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        loss = self.objective(
-            x, y, y_pred, sample_weight=sample_weight, training=training
-        )
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = self.objective(x, y, y_pred, sample_weight=sample_weight, training=training)
         if getattr(self, "probe", None) is not None and y is not None:
             labels = self.probe_labels(y)
             logits = y_pred["probe_logits"]

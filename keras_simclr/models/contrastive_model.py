@@ -145,9 +145,7 @@ class ContrastiveModel(TwoViewModel):
         keys_a, offset = cross_replica_concat(z_a)
         keys_b, _ = cross_replica_concat(z_b)
         keys = (keys_a, keys_b)
-        loss = nt_xent_loss(
-            z_a, z_b, temperature=self.temperature, keys=keys, offset=offset
-        )
+        loss = nt_xent_loss(z_a, z_b, temperature=self.temperature, keys=keys, offset=offset)
         self.contrastive_accuracy_tracker.update_state(
             contrastive_accuracy(z_a, z_b, keys=keys, offset=offset)
         )

@@ -25,9 +25,7 @@ def _validate_alpha(alpha):
 
 
 def _teacher_agreement(teacher_logits, student_logits):
-    agree = ops.equal(
-        ops.argmax(student_logits, axis=-1), ops.argmax(teacher_logits, axis=-1)
-    )
+    agree = ops.equal(ops.argmax(student_logits, axis=-1), ops.argmax(teacher_logits, axis=-1))
     return ops.mean(ops.cast(agree, "float32"))
 
 
@@ -152,9 +150,7 @@ class DistillationModel(BaseModel):
         # Frozen only once the pair is known to be valid.
         teacher.trainable = False
         self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
-        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(
-            name="accuracy"
-        )
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     # -- checks -------------------------------------------------------------
 
@@ -206,9 +202,7 @@ class DistillationModel(BaseModel):
         """
         x = input_checks.checked_images(x, "x")
         if validation_data is not None:
-            validation_data = input_checks.checked_images(
-                validation_data, "validation x"
-            )
+            validation_data = input_checks.checked_images(validation_data, "validation x")
         with input_checks.raise_input_errors():
             return super().fit(
                 x=x,
@@ -304,9 +298,7 @@ class DistillationModel(BaseModel):
             teacher_logits = self.teacher(to_unit_float(x), training=False)
         student_logits = ops.cast(student_logits, "float32")
         teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
-        loss = distillation_loss(
-            teacher_logits, student_logits, temperature=self.temperature
-        )
+        loss = distillation_loss(teacher_logits, student_logits, temperature=self.temperature)
         labels = mask = None
         if y is not None:
             labels = ops.reshape(ops.cast(y, "int32"), (-1,))
@@ -316,9 +308,7 @@ class DistillationModel(BaseModel):
                 per_example = keras.losses.sparse_categorical_crossentropy(
                     labels, student_logits, from_logits=True
                 )
-                supervised = ops.sum(per_example * mask) / ops.maximum(
-                    ops.sum(mask), 1.0
-                )
+                supervised = ops.sum(per_example * mask) / ops.maximum(ops.sum(mask), 1.0)
                 loss = (1.0 - self.alpha) * loss + self.alpha * supervised
         # The metrics are updated here, where the teacher's logits exist in
         # both fit and evaluate (compute_metrics must not run the teacher:
@@ -327,9 +317,7 @@ class DistillationModel(BaseModel):
             _teacher_agreement(teacher_logits, student_logits)
         )
         if labels is not None:
-            self.accuracy_tracker.update_state(
-                labels, student_logits, sample_weight=mask
-            )
+            self.accuracy_tracker.update_state(labels, student_logits, sample_weight=mask)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

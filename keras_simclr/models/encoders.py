@@ -20,9 +20,7 @@ ENCODERS = {
 }
 
 
-def create_encoder(
-    name, image_size, width_multiplier=None, sync_batchnorm=False, **kwargs
-):
+def create_encoder(name, image_size, width_multiplier=None, sync_batchnorm=False, **kwargs):
     """Builds a named ResNet encoder for square images of side `image_size`.
 
     Args:

@@ -98,9 +98,7 @@ class FullBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
-            raise IndexError(
-                f"Batch index out of range [0, {len(self)}). Received: index={index}"
-            )
+            raise IndexError(f"Batch index out of range [0, {len(self)}). Received: index={index}")
         if self._order is None:
             self.on_epoch_begin()
         chosen = self._order[index * self.batch_size : (index + 1) * self.batch_size]

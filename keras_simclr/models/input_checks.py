@@ -103,8 +103,7 @@ def check_labels(labels, num_classes, what="labels"):
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or not (
-        np.issubdtype(labels.dtype, np.integer)
-        or np.issubdtype(labels.dtype, np.floating)
+        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
     ):
         raise ValueError(
             f"{what} must be integer class indices of shape (N,) or (N, 1). "
@@ -129,9 +128,7 @@ def _assert(condition, message):
     """An assertion whose message `raise_input_errors` can find again."""
     import tensorflow as tf
 
-    return tf.debugging.Assert(
-        condition, [tf.strings.join([_BEGIN, message, _END])]
-    )
+    return tf.debugging.Assert(condition, [tf.strings.join([_BEGIN, message, _END])])
 
 
 def needs_range_check(dtype):
@@ -205,9 +202,7 @@ def map_checks(dataset, assertions):
         with tf.control_dependencies(ops):
             return tf.nest.map_structure(tf.identity, element)
 
-    return dataset.map(
-        check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
+    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def checked_images(data, what, labels_num_classes=None, labels_what="labels"):
@@ -236,9 +231,7 @@ def checked_images(data, what, labels_num_classes=None, labels_what="labels"):
             images, labels = split_element(element)
             checks = [image_range_assertion(images, what) if check_range else None]
             if check_labels:
-                checks.append(
-                    label_range_assertion(labels, labels_num_classes, labels_what)
-                )
+                checks.append(label_range_assertion(labels, labels_num_classes, labels_what))
             return checks
 
         return map_checks(data, assertions)

@@ -180,9 +180,7 @@ class MoCoModel(TwoViewModel):
                 f"`queue_size` must be a positive integer. Received: queue_size={queue_size}"
             )
         if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(
-                f"`momentum` must be in [0, 1). Received: momentum={momentum}"
-            )
+            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum}")
         if (
             isinstance(shuffle_bn_splits, bool)
             or int(shuffle_bn_splits) != shuffle_bn_splits
@@ -269,9 +267,7 @@ class MoCoModel(TwoViewModel):
                 f"Received: batch of {batch}, shuffle_bn_splits={splits}"
             )
         size = ops.shape(views)[0]
-        order = ops.argsort(
-            keras.random.uniform((size,), seed=self.shuffle_seed_generator)
-        )
+        order = ops.argsort(keras.random.uniform((size,), seed=self.shuffle_seed_generator))
         groups = ops.split(ops.take(views, order, axis=0), splits, axis=0)
         keys = ops.concatenate(
             [
@@ -338,9 +334,7 @@ class MoCoModel(TwoViewModel):
         count = ops.shape(keys)[0]
         pointer = self.queue_pointer.value
         rows = (pointer + ops.arange(count, dtype="int32")) % self.queue_size
-        self.queue.assign(
-            ops.scatter_update(self.queue.value, rows[:, None], keys)
-        )
+        self.queue.assign(ops.scatter_update(self.queue.value, rows[:, None], keys))
         self.queue_pointer.assign((pointer + count) % self.queue_size)
 
     def update_after_loss(self, y_pred):
@@ -354,9 +348,7 @@ class MoCoModel(TwoViewModel):
         loss = ops.mean(ops.logsumexp(logits, axis=1) - logits[:, 0])
         # Strict: a tie with a negative does not count as a hit.
         self.contrastive_accuracy_tracker.update_state(
-            ops.mean(
-                ops.cast(logits[:, 0] > ops.max(logits[:, 1:], axis=1), "float32")
-            )
+            ops.mean(ops.cast(logits[:, 0] > ops.max(logits[:, 1:], axis=1), "float32"))
         )
         self._update_z_std(l2_normalize(ops.cast(y_pred["z"], "float32")))
         return loss

@@ -70,13 +70,9 @@ class ProjectionHead(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if int(num_layers) < 1:
-            raise ValueError(
-                f"`num_layers` must be at least 1. Received: num_layers={num_layers}"
-            )
+            raise ValueError(f"`num_layers` must be at least 1. Received: num_layers={num_layers}")
         if int(output_dim) < 1:
-            raise ValueError(
-                f"`output_dim` must be positive. Received: output_dim={output_dim}"
-            )
+            raise ValueError(f"`output_dim` must be positive. Received: output_dim={output_dim}")
         self.num_layers = int(num_layers)
         self.hidden_dim = hidden_dim
         self.output_dim = int(output_dim)

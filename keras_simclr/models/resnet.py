@@ -78,8 +78,7 @@ class ResNet(keras.Model):
     ):
         if depth not in _BLOCKS_PER_STAGE:
             raise ValueError(
-                f"`depth` must be one of {sorted(_BLOCKS_PER_STAGE)}. "
-                f"Received: depth={depth}"
+                f"`depth` must be one of {sorted(_BLOCKS_PER_STAGE)}. Received: depth={depth}"
             )
         if (
             isinstance(width_multiplier, bool)
@@ -95,8 +94,7 @@ class ResNet(keras.Model):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or input_shape[-1] != 3:
             raise ValueError(
-                "`input_shape` must be (height, width, 3). "
-                f"Received: input_shape={input_shape}"
+                f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}"
             )
         bottleneck = depth >= 50
 
@@ -106,8 +104,7 @@ class ResNet(keras.Model):
                 epsilon=bn_epsilon,
                 # Keras refuses synchronized=True off TensorFlow (see the
                 # docstring: on JAX the statistics are global already).
-                synchronized=bool(sync_batchnorm)
-                and keras.backend.backend() == "tensorflow",
+                synchronized=bool(sync_batchnorm) and keras.backend.backend() == "tensorflow",
                 gamma_initializer="zeros" if zero_init else "ones",
                 name=name,
             )
@@ -132,23 +129,17 @@ class ResNet(keras.Model):
         x = batch_norm("stem_bn")(x)
         x = keras.layers.ReLU(name="stem_relu")(x)
         if not cifar_stem:
-            x = keras.layers.MaxPooling2D(
-                3, strides=2, padding="same", name="stem_pool"
-            )(x)
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
 
         expansion = 4 if bottleneck else 1
-        for stage, (blocks, base) in enumerate(
-            zip(_BLOCKS_PER_STAGE[depth], _STAGE_FILTERS)
-        ):
+        for stage, (blocks, base) in enumerate(zip(_BLOCKS_PER_STAGE[depth], _STAGE_FILTERS)):
             filters = int(base * width_multiplier)
             for block in range(blocks):
                 strides = 2 if (block == 0 and stage > 0) else 1
                 prefix = f"stage{stage + 1}_block{block + 1}"
                 shortcut = x
                 if strides != 1 or x.shape[-1] != filters * expansion:
-                    shortcut = conv(
-                        filters * expansion, 1, strides, f"{prefix}_proj_conv"
-                    )(x)
+                    shortcut = conv(filters * expansion, 1, strides, f"{prefix}_proj_conv")(x)
                     shortcut = batch_norm(f"{prefix}_proj_bn")(shortcut)
                 if bottleneck:
                     y = conv(filters, 1, 1, f"{prefix}_conv1")(x)

@@ -14,9 +14,7 @@ def serialize_sublayers(model, names):
     config = {}
     for name in names:
         layer = getattr(model, name)
-        config[name] = (
-            keras.saving.serialize_keras_object(layer) if layer is not None else None
-        )
+        config[name] = keras.saving.serialize_keras_object(layer) if layer is not None else None
     return config
 
 

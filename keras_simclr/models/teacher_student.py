@@ -20,9 +20,7 @@ def output_shape(model, image_shape):
     if image_shape is None:
         return None
     try:
-        spec = model.compute_output_spec(
-            keras.KerasTensor(tuple(image_shape), "float32")
-        )
+        spec = model.compute_output_spec(keras.KerasTensor(tuple(image_shape), "float32"))
     except Exception:  # the real call will raise its own, clearer error
         return None
     shape = getattr(spec, "shape", None)

@@ -58,11 +58,7 @@ def array_views(augmenter, x, what):
     model's `build`/`call` say what is wrong with it)."""
     if augmenter is not None:
         return [(what, x)] if input_checks.is_array(x) else []
-    if (
-        isinstance(x, (list, tuple))
-        and len(x) == 2
-        and all(input_checks.is_array(v) for v in x)
-    ):
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(input_checks.is_array(v) for v in x):
         return [("view_a", x[0]), ("view_b", x[1])]
     return []
 
@@ -93,9 +89,7 @@ class TwoViewInputChecks:
             self.data(val_x, val_y, None, 0.0, training=False, what="validation x")
         return data
 
-    def data(
-        self, x, y, batch_size, validation_split, training, what, drop_remainder=False
-    ):
+    def data(self, x, y, batch_size, validation_split, training, what, drop_remainder=False):
         """Checks `x` (and `y`); returns `x`, a checked copy for a dataset."""
         if input_checks.is_tf_dataset(x):
             return self.dataset(x, training, what)
@@ -138,9 +132,7 @@ class TwoViewInputChecks:
         else:
             names = ["view_a", "view_b"]
             view_specs = list(x_spec) if isinstance(x_spec, tuple) else []
-        if len(view_specs) != len(names) or not all(
-            input_checks.spec_shape(s) for s in view_specs
-        ):
+        if len(view_specs) != len(names) or not all(input_checks.spec_shape(s) for s in view_specs):
             return dataset  # not images: `build` says what is wrong
         check_range = [input_checks.needs_range_check(s.dtype) for s in view_specs]
         batch = input_checks.spec_shape(view_specs[0])[0]

@@ -62,13 +62,9 @@ class TwoViewModel(BaseModel):
         self.augmenter = augmenter
         self.num_classes = None if num_classes is None else int(num_classes)
         self.probe = (
-            keras.layers.Dense(self.num_classes, name="probe")
-            if self.num_classes
-            else None
+            keras.layers.Dense(self.num_classes, name="probe") if self.num_classes else None
         )
-        self.contrastive_accuracy_tracker = keras.metrics.Mean(
-            name="contrastive_accuracy"
-        )
+        self.contrastive_accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
         self.z_std_tracker = keras.metrics.Mean(name="z_std")
         self.probe_accuracy_tracker = (
             keras.metrics.SparseCategoricalAccuracy(name="probe_accuracy")
@@ -88,9 +84,7 @@ class TwoViewModel(BaseModel):
         self.built = True
 
     def _image_shape(self, input_shape):
-        pair = isinstance(input_shape, (list, tuple)) and isinstance(
-            input_shape[0], (list, tuple)
-        )
+        pair = isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple))
         if self.augmenter is None:
             if not pair or len(input_shape) != 2:
                 raise two_view_inputs.pair_required(f"x of shape {input_shape}")
@@ -109,9 +103,7 @@ class TwoViewModel(BaseModel):
                 f"of shape (batch, height, width, 3). Received: shape={tuple(shape)}"
             )
         if shape[0] is not None and shape[0] < 2:
-            raise ValueError(
-                self._too_small_batch().format(f"{what} of shape {tuple(shape)}")
-            )
+            raise ValueError(self._too_small_batch().format(f"{what} of shape {tuple(shape)}"))
 
     def _too_small_batch(self):
         return self._TOO_SMALL_BATCH.format(name=type(self).__name__)
@@ -219,11 +211,7 @@ class TwoViewModel(BaseModel):
         )
         if validation_data is not None:
             validation_data = checks.validation_data(validation_data)
-        size = (
-            two_view_inputs.KERAS_DEFAULT_BATCH_SIZE
-            if batch_size is None
-            else int(batch_size)
-        )
+        size = two_view_inputs.KERAS_DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         array_views = two_view_inputs.array_views(self.augmenter, x, "x")
         if drop_remainder and steps_per_epoch is None and array_views:
             arrays = (x, y, sample_weight)
@@ -269,8 +257,7 @@ class TwoViewModel(BaseModel):
         if self.augmenter is None:
             if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
                 raise two_view_inputs.pair_required(
-                    f"x of type {type(inputs).__name__} and shape "
-                    f"{getattr(inputs, 'shape', None)}"
+                    f"x of type {type(inputs).__name__} and shape {getattr(inputs, 'shape', None)}"
                 )
             view_a, view_b = inputs
             self._check_images(view_a.shape, "view_a")
@@ -280,9 +267,7 @@ class TwoViewModel(BaseModel):
                     "view_a and view_b must have the same image shape. "
                     f"Received: {tuple(view_a.shape)} and {tuple(view_b.shape)}"
                 )
-            return ops.concatenate(
-                [to_unit_float(view_a), to_unit_float(view_b)], axis=0
-            )
+            return ops.concatenate([to_unit_float(view_a), to_unit_float(view_b)], axis=0)
         if isinstance(inputs, (list, tuple)):
             raise two_view_inputs.images_required(
                 f"x as a {type(inputs).__name__} of {len(inputs)}"
@@ -290,9 +275,7 @@ class TwoViewModel(BaseModel):
         self._check_images(inputs.shape, "x")
         # One augmenter call on [x; x]: every image gets two independent
         # random views (all random draws are per image).
-        return self.augmenter(
-            ops.concatenate([inputs, inputs], axis=0), training=True
-        )
+        return self.augmenter(ops.concatenate([inputs, inputs], axis=0), training=True)
 
     @staticmethod
     def _project(head, features, training):
@@ -312,9 +295,7 @@ class TwoViewModel(BaseModel):
     def _augmenter_seed_states(self):
         if self.augmenter is None:
             return []
-        return [
-            v for v in self.augmenter.variables if v.path.endswith("seed_generator_state")
-        ]
+        return [v for v in self.augmenter.variables if v.path.endswith("seed_generator_state")]
 
     def evaluate(self, *args, **kwargs):
         """`keras.Model.evaluate` (and `fit`'s validation) on fixed views.
@@ -328,9 +309,7 @@ class TwoViewModel(BaseModel):
         states = self._augmenter_seed_states()
         saved = [np.array(ops.convert_to_numpy(state)) for state in states]
         for index, state in enumerate(states):
-            state.assign(
-                np.array([_VALIDATION_SEED + index, 0]).astype(state.dtype)
-            )
+            state.assign(np.array([_VALIDATION_SEED + index, 0]).astype(state.dtype))
         try:
             return super().evaluate(*args, **kwargs)
         finally:
@@ -341,7 +320,5 @@ class TwoViewModel(BaseModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"temperature": self.temperature, "num_classes": self.num_classes}
-        )
+        config.update({"temperature": self.temperature, "num_classes": self.num_classes})
         return config

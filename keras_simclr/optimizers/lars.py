@@ -126,22 +126,14 @@ class LARS(keras.optimizers.Optimizer):
             )
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not (is_real_scalar(momentum) and 0.0 <= momentum < 1.0):
-            raise ValueError(
-                f"`momentum` must be in [0, 1). Received: momentum={momentum!r}"
-            )
-        if not (
-            is_real_scalar(weight_decay)
-            and math.isfinite(weight_decay)
-            and weight_decay >= 0
-        ):
+            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+        if not (is_real_scalar(weight_decay) and math.isfinite(weight_decay) and weight_decay >= 0):
             raise ValueError(
                 "`weight_decay` must be a finite number >= 0. "
                 f"Received: weight_decay={weight_decay!r}"
             )
         if not (is_real_scalar(eeta) and math.isfinite(eeta) and eeta >= 0):
-            raise ValueError(
-                f"`eeta` must be a finite number >= 0. Received: eeta={eeta!r}"
-            )
+            raise ValueError(f"`eeta` must be a finite number >= 0. Received: eeta={eeta!r}")
         self.momentum = float(momentum)
         # Not `self.weight_decay`: the base class reads that attribute to
         # apply its own decoupled decay, which LARS must not get.
@@ -158,9 +150,7 @@ class LARS(keras.optimizers.Optimizer):
         self.layer_adaptation_exclusions = (
             list(self.weight_decay_exclusions)
             if exclude_from_layer_adaptation is None
-            else _patterns(
-                exclude_from_layer_adaptation, "exclude_from_layer_adaptation"
-            )
+            else _patterns(exclude_from_layer_adaptation, "exclude_from_layer_adaptation")
         )
         self._decay_excluded_ids = set()
 
@@ -202,8 +192,7 @@ class LARS(keras.optimizers.Optimizer):
             for v in var_list
         ]
         self._use_adaptation = [
-            not self._matches(v, self.layer_adaptation_exclusions)
-            for v in var_list
+            not self._matches(v, self.layer_adaptation_exclusions) for v in var_list
         ]
 
     def update_step(self, gradient, variable, learning_rate):
@@ -216,9 +205,7 @@ class LARS(keras.optimizers.Optimizer):
         if self._use_adaptation[index]:
             w_norm = ops.sqrt(ops.sum(ops.square(variable)))
             g_norm = ops.sqrt(ops.sum(ops.square(gradient)))
-            both_positive = ops.logical_and(
-                ops.greater(w_norm, 0.0), ops.greater(g_norm, 0.0)
-            )
+            both_positive = ops.logical_and(ops.greater(w_norm, 0.0), ops.greater(g_norm, 0.0))
             # The inner where keeps the unused branch finite (no 0 / 0).
             trust = ops.where(
                 both_positive,
@@ -245,9 +232,7 @@ class LARS(keras.optimizers.Optimizer):
                 "eeta": self.eeta,
                 "nesterov": self.nesterov,
                 "exclude_from_weight_decay": list(self.weight_decay_exclusions),
-                "exclude_from_layer_adaptation": list(
-                    self.layer_adaptation_exclusions
-                ),
+                "exclude_from_layer_adaptation": list(self.layer_adaptation_exclusions),
             }
         )
         return config

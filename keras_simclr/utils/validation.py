@@ -79,7 +79,6 @@ def validate_temperature(temperature):
     value = float_or_nan(temperature)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(
-            "`temperature` must be a positive finite number. "
-            f"Received: temperature={temperature!r}"
+            f"`temperature` must be a positive finite number. Received: temperature={temperature!r}"
         )
     return value

@@ -62,14 +62,23 @@ def test_bad_values_are_one_line_errors(capsys, cifar_folder, tmp_path, override
 
 def test_finetune_label_fraction_outside_0_1_is_refused(capsys, cifar_folder):
     config = {
-        "encoder": None, "model": "resnet18_cifar", "dataset": None, "tfds_data_dir": None,
-        "image_folder": cifar_folder, "train_split": "train", "eval_split": "test",
-        "label_fraction": 2.0, "epochs": 1, "batch_size": 8, "learning_rate": None,
-        "optimizer": "sgd", "augment": False, "seed": 0, "output": None,
+        "encoder": None,
+        "model": "resnet18_cifar",
+        "dataset": None,
+        "tfds_data_dir": None,
+        "image_folder": cifar_folder,
+        "train_split": "train",
+        "eval_split": "test",
+        "label_fraction": 2.0,
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": None,
+        "optimizer": "sgd",
+        "augment": False,
+        "seed": 0,
+        "output": None,
     }
-    line = _fails_with_one_line(
-        capsys, lambda c: evaluate.run_evaluation(c, "finetune"), config
-    )
+    line = _fails_with_one_line(capsys, lambda c: evaluate.run_evaluation(c, "finetune"), config)
     assert "label_fraction=2.0" in line
 
 
@@ -86,7 +95,8 @@ def test_read_only_output_dir(capsys, cifar_folder, tmp_path):
     with _tmpfs(tmp_path / "ro", "size=1m,ro") as mount:
         output = mount / "run"
         line = _fails_with_one_line(
-            capsys, pretrain.run_pretraining,
+            capsys,
+            pretrain.run_pretraining,
             _config(image_folder=cifar_folder, output_dir=str(output), epochs=1),
         )
     assert str(output) in line and "Read-only file system" in line
@@ -98,7 +108,8 @@ def test_full_disk_names_the_checkpoint_and_leaves_no_partial_file(capsys, cifar
     with _tmpfs(tmp_path / "small", "size=256k") as mount:
         output = mount / "run"
         line = _fails_with_one_line(
-            capsys, pretrain.run_pretraining,
+            capsys,
+            pretrain.run_pretraining,
             _config(image_folder=cifar_folder, output_dir=str(output), epochs=1, knn_every=0),
         )
         assert "checkpoint" in line and str(output) in line
@@ -127,8 +138,12 @@ def test_verbose_2_prints_the_traceback(capsys, tmp_path):
 def _tf_config(index):
     import json
 
-    return json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {
+            "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+            "task": {"type": "worker", "index": index},
+        }
+    )
 
 
 def test_bad_or_late_tf_config_is_one_line(capsys, monkeypatch, cifar_folder, tmp_path):

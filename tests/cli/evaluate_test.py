@@ -3,9 +3,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import keras
+import pytest
 
 from keras_simclr.cli import evaluate
 from keras_simclr.cli.flag_config import flag_names
@@ -17,8 +16,16 @@ from tests.conftest import REPO_ROOT
 def _config(**overrides):
     config = {name: None for name in flag_names(evaluate.define_flags)}
     config.update(
-        model="resnet18_cifar", train_split="train", eval_split="test", label_fraction=1.0,
-        epochs=2, batch_size=64, optimizer="sgd", augment=False, seed=0, verbose=0,
+        model="resnet18_cifar",
+        train_split="train",
+        eval_split="test",
+        label_fraction=1.0,
+        epochs=2,
+        batch_size=64,
+        optimizer="sgd",
+        augment=False,
+        seed=0,
+        verbose=0,
     )
     config.update(overrides)
     return config
@@ -70,9 +77,23 @@ def test_missing_encoder_and_bad_sources_are_clear_errors(cifar_folder, tmp_path
 @pytest.mark.process
 def test_console_script_runs_linear_eval(cifar_folder, exported):
     result = subprocess.run(
-        [sys.executable, "-m", "keras_simclr.cli.main", "linear_eval", "--encoder", exported,
-         "--image_folder", cifar_folder, "--epochs", "1", "--noaugment"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "keras_simclr.cli.main",
+            "linear_eval",
+            "--encoder",
+            exported,
+            "--image_folder",
+            cifar_folder,
+            "--epochs",
+            "1",
+            "--noaugment",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,57 +17,44 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.cli import pretrain as pretrain_cli
 from keras_simclr.cli.errors import run_subcommand
 from tests.cli.pretrain_test import _config
+from tests.cli.tiny_run import TINY
+from tests.cli.tiny_run import tiny_env
 from tests.conftest import REPO_ROOT
-from tests.conftest import SHARED_DATA
-from tests.conftest import _require_npz
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
 
-# 30 train images at batch 8: 3 steps per epoch.
-TINY = [
-    "--batch_size", "8", "--width_multiplier", "0.125", "--projection_dim", "16",
-    "--knn_k", "10", "--knn_every", "0", "--verbose", "0",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_cifar")
-    subprocess.run(
-        [sys.executable, os.path.join(SHARED_DATA, "extract.py"), _require_npz(), str(out),
-         "--per_class", "3"],
-        check=True, capture_output=True,
-    )
-    return str(out)
-
-
-def _env(faults=None):
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("KERAS_SIMCLR_FAULTS", None)
-    if faults:
-        env["KERAS_SIMCLR_FAULTS"] = faults
-    return env
-
 
 def _command(folder, output, *flags):
-    return [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--image_folder", folder,
-            "--output_dir", str(output), *TINY, *flags]
+    return [
+        sys.executable,
+        "-m",
+        "keras_simclr.cli.main",
+        "pretrain",
+        "--image_folder",
+        folder,
+        "--output_dir",
+        str(output),
+        *TINY,
+        *flags,
+    ]
 
 
 def pretrain(folder, output, *flags, faults=None, timeout=600):
     """Runs the CLI to its end; returns the CompletedProcess."""
     return subprocess.run(
-        _command(folder, output, *flags), capture_output=True, text=True, cwd=REPO_ROOT,
-        env=_env(faults), timeout=timeout,
+        _command(folder, output, *flags),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=tiny_env(faults),
+        timeout=timeout,
     )
 
 
@@ -119,26 +106,31 @@ def test_deterministic_run_killed_anywhere_resumes_to_the_uninterrupted_weights(
     reference = tmp_path / "reference"
     reference_process = subprocess.Popen(
         _command(tiny_folder, reference, "--epochs", "2", "--deterministic"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=tiny_env(),
     )
     output = tmp_path / "run"
     # 1. SIGKILL inside epoch 2's checkpoint write, after the epoch 1 file
     #    became checkpoint.prev.keras and before the new one is in place.
-    killed = pretrain(tiny_folder, output, "--epochs", "2", "--deterministic",
-                      faults="checkpoint_rotated@2")
+    killed = pretrain(
+        tiny_folder, output, "--epochs", "2", "--deterministic", faults="checkpoint_rotated@2"
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not os.path.exists(output / "checkpoint.keras")
     assert _iterations(output / "checkpoint.prev.keras") == 3
     # 2. Resumed from the previous generation; SIGKILL again inside the
     #    write, the new file complete under its temporary name.
-    killed = pretrain(tiny_folder, output, "--epochs", "2", "--deterministic",
-                      faults="checkpoint_written@2")
+    killed = pretrain(
+        tiny_folder, output, "--epochs", "2", "--deterministic", faults="checkpoint_written@2"
+    )
     assert killed.returncode == -signal.SIGKILL
     assert "Resuming from" in killed.stdout
     assert os.path.exists(output / "checkpoint.tmp.keras")
     # 3. SIGKILL in the middle of epoch 2 (after its step 2 of 3).
-    killed = pretrain(tiny_folder, output, "--epochs", "2", "--deterministic",
-                      faults="kill@2:2")
+    killed = pretrain(tiny_folder, output, "--epochs", "2", "--deterministic", faults="kill@2:2")
     assert killed.returncode == -signal.SIGKILL
     # 4. Started once more: it finishes.
     resumed = _ok(pretrain(tiny_folder, output, "--epochs", "2", "--deterministic"))
@@ -163,8 +155,12 @@ def test_second_run_into_a_folder_is_refused_and_a_killed_holder_is_taken_over(
 ):
     output = tmp_path / "run"
     first = subprocess.Popen(
-        _command(tiny_folder, output, "--epochs", "50"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=_env(),
+        _command(tiny_folder, output, "--epochs", "50"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        env=tiny_env(),
     )
     try:
         lock = output / ".lock"
@@ -196,9 +192,7 @@ def test_truncated_checkpoint_is_named_with_the_ways_out(capsys, tiny_folder, tm
     assert "checkpoint.prev.keras" in line
 
 
-def test_infinite_batchnorm_state_is_never_checkpointed(
-    capsys, monkeypatch, tiny_folder, tmp_path
-):
+def test_infinite_batchnorm_state_is_never_checkpointed(capsys, monkeypatch, tiny_folder, tmp_path):
     # The loss stays finite (training BatchNorm uses batch statistics); the
     # moving variance does not.
     monkeypatch.setenv("KERAS_SIMCLR_FAULTS", "inf_batchnorm@2")
@@ -208,8 +202,11 @@ def test_infinite_batchnorm_state_is_never_checkpointed(
     assert str(output / "checkpoint.keras") in line
     model = keras.saving.load_model(output / "checkpoint.keras")
     assert int(model.optimizer.iterations) == 3  # epoch 1
-    assert all(np.isfinite(np.array(v)).all() for v in model.variables
-               if np.issubdtype(np.array(v).dtype, np.floating))
+    assert all(
+        np.isfinite(np.array(v)).all()
+        for v in model.variables
+        if np.issubdtype(np.array(v).dtype, np.floating)
+    )
     assert not os.path.exists(output / "metrics.json")
 
 
@@ -235,8 +232,9 @@ def test_extending_epochs_replans_the_schedule_and_a_changed_rate_is_refused(
         assert json.load(f)["resolved"]["total_steps"] == 9
 
     before = {name: os.path.getmtime(output / name) for name in os.listdir(output)}
-    line = _in_process(capsys, tiny_folder, output, expect_error=True, epochs=3,
-                       learning_rate=0.5, batch_size=16)
+    line = _in_process(
+        capsys, tiny_folder, output, expect_error=True, epochs=3, learning_rate=0.5, batch_size=16
+    )
     assert "--learning_rate unset -> 0.5" in line and "--batch_size 8 -> 16" in line
     assert "--noresume" in line
     # A finished run started again reports its result and changes nothing.

@@ -17,14 +17,12 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-
-from tests.cli.faults_test import TINY
-from tests.cli.faults_test import _env
-from tests.cli.faults_test import tiny_folder  # noqa: F401 (fixture)
+from tests.cli.tiny_run import TINY
+from tests.cli.tiny_run import tiny_env
 from tests.conftest import REPO_ROOT
 from tests.conftest import run_in_subprocess
 
@@ -52,16 +50,31 @@ def _start_workers(folder, output, worker_dir, faults=None):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
     for index in range(2):
-        env = _env(faults if index == 1 else None)
+        env = tiny_env(faults if index == 1 else None)
         env["TF_CONFIG"] = json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}
         )
         env["KERAS_SIMCLR_WORKER_DIR"] = str(worker_dir)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--image_folder",
-             folder, "--output_dir", str(output), *FLAGS],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "keras_simclr.cli.main",
+                    "pretrain",
+                    "--image_folder",
+                    folder,
+                    "--output_dir",
+                    str(output),
+                    *FLAGS,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO_ROOT,
+                env=env,
+            )
+        )
     return processes
 
 
@@ -71,7 +84,7 @@ def _finish(process, timeout=300):
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-        raise AssertionError(f"worker did not finish in {timeout} s: {stderr[-3000:]}")
+        raise AssertionError(f"worker did not finish in {timeout} s: {stderr[-3000:]}") from None
     return process.returncode, stdout, stderr
 
 
@@ -101,13 +114,15 @@ print(json.dumps({{"replicas": metrics["replicas"]}}))
 
 
 def test_two_workers_train_like_one_process_on_two_devices_and_only_the_chief_writes(
-    tiny_folder, tmp_path  # noqa: F811
+    tiny_folder,
+    tmp_path,  # noqa: F811
 ):
     output, worker_dir = tmp_path / "run", tmp_path / "worker1"
     workers = _start_workers(tiny_folder, output, worker_dir)
     reference = tmp_path / "mirrored"
     stdout = run_in_subprocess(
-        _MIRRORED.format(folder=tiny_folder, output=str(reference)), backend="tensorflow",
+        _MIRRORED.format(folder=tiny_folder, output=str(reference)),
+        backend="tensorflow",
         extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert json.loads(stdout.strip().splitlines()[-1]) == {"replicas": 2}
@@ -118,8 +133,15 @@ def test_two_workers_train_like_one_process_on_two_devices_and_only_the_chief_wr
 
     # The chief's folder holds every output; the other worker wrote none there.
     names = set(os.listdir(output))
-    assert {"checkpoint.keras", "config.json", "log.csv", "metrics.json", "encoder",
-            "tensorboard", ".lock"} <= names
+    assert {
+        "checkpoint.keras",
+        "config.json",
+        "log.csv",
+        "metrics.json",
+        "encoder",
+        "tensorboard",
+        ".lock",
+    } <= names
     with open(output / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["replicas"] == 2 and metrics["workers"] == 2
@@ -139,8 +161,12 @@ def test_two_workers_train_like_one_process_on_two_devices_and_only_the_chief_wr
     assert int(loaded.optimizer.iterations) == 3
     # The exported encoder is the trained one.
     exported = keras.saving.load_model(output / "encoder" / "encoder.keras")
-    assert _worst([np.array(w) for w in exported.weights],
-                  [np.array(w) for w in loaded.encoder.weights]) <= 1e-5
+    assert (
+        _worst(
+            [np.array(w) for w in exported.weights], [np.array(w) for w in loaded.encoder.weights]
+        )
+        <= 1e-5
+    )
 
 
 def test_a_killed_worker_stops_the_other_with_an_error_line(tiny_folder, tmp_path):  # noqa: F811
@@ -161,18 +187,26 @@ def test_a_killed_worker_stops_the_other_with_an_error_line(tiny_folder, tmp_pat
 
 
 def test_two_jax_processes_train_like_one_process_on_two_devices(
-    tiny_folder, tmp_path  # noqa: F811
+    tiny_folder,
+    tmp_path,  # noqa: F811
 ):
     # keras.distribution.initialize over 127.0.0.1 (JAX's CPU collectives),
     # DataParallel over both processes' devices; each process feeds its half
     # of every global batch. Reference: one JAX process, 2 host devices.
     output, worker_dir = tmp_path / "run", tmp_path / "process1"
     port = _free_ports(1)[0]
-    command = [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--image_folder",
-               tiny_folder, *FLAGS]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_simclr.cli.main",
+        "pretrain",
+        "--image_folder",
+        tiny_folder,
+        *FLAGS,
+    ]
     processes = []
     for index in range(2):
-        env = _env()
+        env = tiny_env()
         env.update(
             KERAS_BACKEND="jax",
             KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port},127.0.0.1:{port + 1}",
@@ -180,16 +214,26 @@ def test_two_jax_processes_train_like_one_process_on_two_devices(
             KERAS_DISTRIBUTION_PROCESS_ID=str(index),
             KERAS_SIMCLR_WORKER_DIR=str(worker_dir),
         )
-        processes.append(subprocess.Popen(
-            [*command, "--output_dir", str(output)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [*command, "--output_dir", str(output)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO_ROOT,
+                env=env,
+            )
+        )
     reference = tmp_path / "two_devices"
-    env = _env()
+    env = tiny_env()
     env.update(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     single = subprocess.run(
-        [*command, "--output_dir", str(reference)], capture_output=True, text=True,
-        cwd=REPO_ROOT, env=env, timeout=600,
+        [*command, "--output_dir", str(reference)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=600,
     )
     assert single.returncode == 0, single.stderr[-3000:]
     for process in processes:

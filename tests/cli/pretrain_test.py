@@ -5,10 +5,9 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 import keras_simclr
 from keras_simclr.cli import pretrain
@@ -92,7 +91,8 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     assert all(np.isfinite(float(row["loss"])) and float(row["loss"]) > 1.0 for row in rows)
 
     checkpoint_weights = [
-        np.array(w) for w in keras.saving.load_model(os.path.join(output, "checkpoint.keras")).weights
+        np.array(w)
+        for w in keras.saving.load_model(os.path.join(output, "checkpoint.keras")).weights
     ]
     resumed = pretrain.run_pretraining(
         _config(image_folder=cifar_folder, output_dir=output, epochs=3)
@@ -108,9 +108,7 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     # Training went on from the saved weights, not from a fresh start.
     model = keras.saving.load_model(os.path.join(output, "checkpoint.keras"))
     assert len(model.weights) == len(checkpoint_weights)
-    assert any(
-        not np.allclose(np.array(a), b) for a, b in zip(model.weights, checkpoint_weights)
-    )
+    assert any(not np.allclose(np.array(a), b) for a, b in zip(model.weights, checkpoint_weights))
 
 
 @pytest.mark.slow
@@ -140,7 +138,11 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_good_checkpoint(
         ({"image_folder": None}, ValueError, "exactly one of --dataset and --image_folder"),
         ({"method": "byol"}, ValueError, "method='byol'"),
         ({"method": "moco_v2", "queue_size": 32}, ValueError, "queue_size=32, batch_size=64"),
-        ({"method": "moco_v2", "shuffle_bn_splits": 5}, ValueError, "shuffle_bn_splits=5, batch_size=64"),
+        (
+            {"method": "moco_v2", "shuffle_bn_splits": 5},
+            ValueError,
+            "shuffle_bn_splits=5, batch_size=64",
+        ),
     ],
 )
 def test_bad_input_fails_before_training(cifar_folder, tmp_path, overrides, error, match):
@@ -179,15 +181,31 @@ def test_mixed_image_sizes_are_resized(cifar_folder, tmp_path):
 @pytest.mark.process
 def test_console_script_reports_bad_flags_clearly(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "keras_simclr.cli.main", "pretrain", "--model", "nonsense",
-         "--image_folder", str(tmp_path), "--output_dir", str(tmp_path / "run")],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "keras_simclr.cli.main",
+            "pretrain",
+            "--model",
+            "nonsense",
+            "--image_folder",
+            str(tmp_path),
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "nonsense" in result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "keras_simclr.cli.main", "nosuchcommand"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
     )
     assert result.returncode == 2 and "pretrain" in result.stderr
 
@@ -196,8 +214,14 @@ def test_console_script_reports_bad_flags_clearly(tmp_path):
 def test_moco_v2_resume_keeps_the_queue_and_key_encoder(cifar_folder, tmp_path):
     output = str(tmp_path / "moco")
     config = _config(
-        image_folder=cifar_folder, output_dir=output, method="moco_v2", queue_size=1000,
-        optimizer=None, weight_decay=None, epochs=1, knn_every=0,
+        image_folder=cifar_folder,
+        output_dir=output,
+        method="moco_v2",
+        queue_size=1000,
+        optimizer=None,
+        weight_decay=None,
+        epochs=1,
+        knn_every=0,
     )
     metrics = pretrain.run_pretraining(config)
     assert metrics["method"] == "moco_v2" and metrics["preset"] == "moco_v2"
@@ -236,11 +260,33 @@ def test_jax_numpy_input_pipeline_end_to_end(cifar_folder, tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax")
     env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run(
-        [sys.executable, "-m", "keras_simclr.cli.main", "pretrain",
-         "--image_folder", cifar_folder, "--input_pipeline", "numpy",
-         "--output_dir", str(output), "--epochs", "1", "--batch_size", "64",
-         "--width_multiplier", "0.125", "--projection_dim", "32", "--verbose", "0"],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "keras_simclr.cli.main",
+            "pretrain",
+            "--image_folder",
+            cifar_folder,
+            "--input_pipeline",
+            "numpy",
+            "--output_dir",
+            str(output),
+            "--epochs",
+            "1",
+            "--batch_size",
+            "64",
+            "--width_multiplier",
+            "0.125",
+            "--projection_dim",
+            "32",
+            "--verbose",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(output / "metrics.json") as f:
@@ -260,9 +306,7 @@ def test_jax_numpy_input_pipeline_end_to_end(cifar_folder, tmp_path):
 def test_input_pipeline_choice():
     # In this (TensorFlow-backend) session auto is tf; numpy needs a folder.
     assert resolve_input_pipeline(_config(image_folder="/x")) == "tf"
-    assert resolve_input_pipeline(
-        _config(image_folder="/x", input_pipeline="numpy")
-    ) == "numpy"
+    assert resolve_input_pipeline(_config(image_folder="/x", input_pipeline="numpy")) == "numpy"
     assert resolve_input_pipeline(_config(dataset="cifar10")) == "tf"
     with pytest.raises(ValueError, match="input_pipeline='numpy', dataset='cifar10'"):
         resolve_input_pipeline(_config(dataset="cifar10", input_pipeline="numpy"))
@@ -273,10 +317,12 @@ def test_numpy_input_pipeline_in_process(cifar_folder, tmp_path):
     # --input_pipeline numpy on the TensorFlow backend too (Keras feeds the
     # PyDataset); the same steps and a kNN result.
     metrics = pretrain.run_pretraining(
-        _config(image_folder=cifar_folder, output_dir=str(tmp_path / "run"), epochs=1,
-                input_pipeline="numpy")
+        _config(
+            image_folder=cifar_folder,
+            output_dir=str(tmp_path / "run"),
+            epochs=1,
+            input_pipeline="numpy",
+        )
     )
     assert metrics["input_pipeline"] == "numpy" and metrics["optimizer_iterations"] == 3
     assert 0.0 <= metrics["knn_accuracy"] <= 1.0
-
-

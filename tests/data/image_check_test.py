@@ -174,7 +174,9 @@ def test_many_bad_files_are_counted_and_none_good_is_an_error(cifar_folder, tmp_
     for i in range(MAX_LISTED_BAD_IMAGES + 5):
         (root / "train" / "cat").mkdir(parents=True, exist_ok=True)
         (root / "train" / "cat" / f"{i:02d}.jpg").write_bytes(b"junk")
-    with pytest.raises(BadImagesError, match=r"^None of the 25 image files.*; and 5 more\.$") as caught:
+    with pytest.raises(
+        BadImagesError, match=r"^None of the 25 image files.*; and 5 more\.$"
+    ) as caught:
         LOADERS[pipeline](str(root), "train", skip_bad_images=True)
     assert len(caught.value.bad_images) == 25
     copy = pickle.loads(pickle.dumps(caught.value))  # e.g. from a worker process
@@ -182,7 +184,9 @@ def test_many_bad_files_are_counted_and_none_good_is_an_error(cifar_folder, tmp_
     assert str(caught.value).count(".jpg'") == MAX_LISTED_BAD_IMAGES
     with pytest.raises(BadImagesError, match="None of the 25"):
         image_folder_size(str(root), "train")
-    shutil.copy(os.path.join(cifar_folder, "train", "cat", "0000.jpg"), root / "train" / "cat" / "zz.jpg")
+    shutil.copy(
+        os.path.join(cifar_folder, "train", "cat", "0000.jpg"), root / "train" / "cat" / "zz.jpg"
+    )
     with pytest.raises(BadImagesError, match=r"^25 of 26 image files.*; and 5 more\. Replace"):
         LOADERS[pipeline](str(root), "train")
 

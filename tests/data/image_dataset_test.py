@@ -28,8 +28,14 @@ def test_the_interface_is_abstract():
 
 def test_the_package_exports_the_interface_and_one_loader_per_source():
     assert sorted(keras_simclr.data.__all__) == [
-        "BadImagesError", "BadImagesWarning", "ImageDataset", "image_folder_size",
-        "labeled_subset", "load_arrays", "load_image_folder", "load_tfds",
+        "BadImagesError",
+        "BadImagesWarning",
+        "ImageDataset",
+        "image_folder_size",
+        "labeled_subset",
+        "load_arrays",
+        "load_image_folder",
+        "load_tfds",
     ]
     for name in keras_simclr.data.__all__:
         assert getattr(keras_simclr.data, name).__name__ == name
@@ -99,7 +105,10 @@ def test_evaluation_batches_feed_the_evaluation_alike(both, cifar_images):
     for got, got_labels in features:
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(got_labels, labels)
-    train, test = [data.take(200) for data in both], [data.select(np.arange(200, 256)) for data in both]
+    train, test = (
+        [data.take(200) for data in both],
+        [data.select(np.arange(200, 256)) for data in both],
+    )
     accuracies = [
         evaluate_knn(encoder, a.evaluation_batches(64), b.evaluation_batches(64), 10, k=5)
         for a, b in zip(train, test)

@@ -150,8 +150,11 @@ def test_mixed_sizes_come_out_at_one_size(mixed_folder):
         assert errors[best, position] < 8.0
         assert np.sort(errors[best])[1] > 2 * errors[best, position]
     # The grayscale PNG is read as RGB: three equal channels.
-    grays = [im for im in images if np.array_equal(im[..., 0], im[..., 1])
-             and np.array_equal(im[..., 1], im[..., 2])]
+    grays = [
+        im
+        for im in images
+        if np.array_equal(im[..., 0], im[..., 1]) and np.array_equal(im[..., 1], im[..., 2])
+    ]
     assert len(grays) == 1
     np.testing.assert_array_equal(grays[0][..., 0], gray)
 

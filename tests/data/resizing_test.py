@@ -12,10 +12,14 @@ from tests.data import resize_oracle
 def test_resize_matches_tensorflow_and_the_oracle():
     import tensorflow as tf
 
-
     rng = np.random.default_rng(0)
-    for shape, size in [((32, 32), (40, 40)), ((64, 48), (32, 32)), ((40, 48), (224, 224)),
-                        ((375, 500), (224, 224)), ((32, 32), (32, 32))]:
+    for shape, size in [
+        ((32, 32), (40, 40)),
+        ((64, 48), (32, 32)),
+        ((40, 48), (224, 224)),
+        ((375, 500), (224, 224)),
+        ((32, 32), (32, 32)),
+    ]:
         image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
         ours = resize_image_array(image, size)
         assert ours.shape == size + (3,) and ours.dtype == np.uint8

@@ -18,8 +18,16 @@ from tests.conftest import decode_cifar
 from tests.data.resize_oracle import resize
 
 CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 ]
 TRAIN_COUNT, TEST_COUNT = 120, 40
 # (height, width) of the images of the varying-size dataset, in turn.
@@ -28,10 +36,14 @@ MIXED_SIZES = [(32, 32), (40, 24), (20, 28), (64, 48)]
 
 def _examples(split, count):
     images, labels = decode_cifar(split, count)
-    return images, labels, [
-        (f"{split}_{i}", {"id": f"{split}_{i}", "image": image, "label": int(label)})
-        for i, (image, label) in enumerate(zip(images, labels))
-    ]
+    return (
+        images,
+        labels,
+        [
+            (f"{split}_{i}", {"id": f"{split}_{i}", "image": image, "label": int(label)})
+            for i, (image, label) in enumerate(zip(images, labels))
+        ],
+    )
 
 
 class MixedSizeCifar(tfds.core.GeneratorBasedBuilder):
@@ -181,8 +193,10 @@ class KerasSimclrTinyCifar(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             features=tfds.features.FeaturesDict(
-                {"image": tfds.features.Image(shape=(32, 32, 3)),
-                 "label": tfds.features.ClassLabel(names=CLASSES)}
+                {
+                    "image": tfds.features.Image(shape=(32, 32, 3)),
+                    "label": tfds.features.ClassLabel(names=CLASSES),
+                }
             ),
             supervised_keys=("image", "label"),
             disable_shuffling=True,

@@ -3,10 +3,9 @@
 import types
 import warnings
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.augment import SimCLRAugmentation
 from keras_simclr.evaluation import CollapseAlarm
@@ -144,7 +143,9 @@ def test_collapse_alarm_reads_z_std_of_a_real_fit(cifar_images):
 
 def _tiny_regressor():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
     return model
 
@@ -161,7 +162,9 @@ def test_guard_raises_at_the_first_nan_step():
     x, y = _regression_data()
     y[20, 0] = np.nan  # batch size 8: the 3rd step of the epoch
     with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step 3\b") as error:
-        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[NonFiniteLossGuard()])
+        model.fit(
+            x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[NonFiniteLossGuard()]
+        )
     assert "nan" in str(error.value)
     assert isinstance(error.value, FloatingPointError)
     assert model.stop_training
@@ -187,10 +190,14 @@ def test_guard_names_later_epochs():
 
 def test_guard_raises_when_a_huge_learning_rate_diverges():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e30), loss="mse")
     x, y = _regression_data(64)
-    with pytest.raises(NonFiniteLossError, match=r"Non-finite loss \((nan|inf)\) at epoch 1, step \d+"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"Non-finite loss \((nan|inf)\) at epoch 1, step \d+"
+    ):
         model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[NonFiniteLossGuard()])
 
 

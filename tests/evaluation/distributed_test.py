@@ -21,6 +21,7 @@ from tests.conftest import run_in_subprocess
 
 pytestmark = pytest.mark.process
 
+
 def small_encoder(synchronized=False):
     """conv -> BatchNorm -> ReLU, twice, -> global average pooling: (B, 32, 32, 3) -> (B, 16).
 

@@ -3,10 +3,9 @@
 import json
 import zipfile
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.evaluation import fine_tune
 from keras_simclr.evaluation.fine_tune_model import FineTuneModel
@@ -29,8 +28,13 @@ def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_pat
     model = _random_model()
     before = [w.copy() for w in model.encoder.get_weights()]
     result = fine_tune(
-        model, (images[:192], labels[:192]), (images[192:], labels[192:]), 10,
-        ft_proj_selector=1, epochs=2, batch_size=64,
+        model,
+        (images[:192], labels[:192]),
+        (images[192:], labels[192:]),
+        10,
+        ft_proj_selector=1,
+        epochs=2,
+        batch_size=64,
     )
     tuned = result["model"]
     # Input -> crop -> encoder -> first head layer (64 wide) -> classifier.
@@ -45,7 +49,8 @@ def test_fine_tune_from_the_first_head_layer_trains_a_copy(cifar_images, tmp_pat
     restored = keras.saving.load_model(path)
     assert restored.head_layers == 1
     np.testing.assert_allclose(
-        restored.predict(images[192:], verbose=0), tuned.predict(images[192:], verbose=0),
+        restored.predict(images[192:], verbose=0),
+        tuned.predict(images[192:], verbose=0),
         atol=1e-5,
     )
     with pytest.raises(ValueError, match="ft_proj_selector=3"):
@@ -85,8 +90,13 @@ def test_classifier_width_follows_the_kept_head_layers():
     widths = {}
     for selector in (0, 2):
         tuned = fine_tune(
-            model, (images, labels), (images, labels), 3, ft_proj_selector=selector,
-            epochs=1, batch_size=8,
+            model,
+            (images, labels),
+            (images, labels),
+            3,
+            ft_proj_selector=selector,
+            epochs=1,
+            batch_size=8,
         )["model"]
         widths[selector] = tuple(tuned.get_layer("classifier").kernel.shape)
     # h is 64 wide (ResNet-18 x0.125); the head's hidden layers are 24 wide.

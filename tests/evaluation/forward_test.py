@@ -2,10 +2,9 @@
 
 import gc
 
+import keras
 import numpy as np
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.evaluation import forward
 

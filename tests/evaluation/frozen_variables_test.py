@@ -1,7 +1,6 @@
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.evaluation.frozen_variables import frozen_variables
 

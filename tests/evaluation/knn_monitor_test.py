@@ -1,10 +1,9 @@
 """KNNMonitor inside `fit`: which epochs, what reaches History, early stops, JAX."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.evaluation import KNNMonitor
 from keras_simclr.evaluation import evaluate_knn
@@ -59,9 +58,7 @@ def test_every_two_epochs_over_three_reaches_history_on_epochs_two_and_three():
     model = _supervised_model(_conv_encoder())
     monitor = KNNMonitor(train, test, num_classes=3, k=10, every_n_epochs=2)
     recorder = _Recorder()
-    history = model.fit(
-        *train, batch_size=16, epochs=3, verbose=0, callbacks=[monitor, recorder]
-    )
+    history = model.fit(*train, batch_size=16, epochs=3, verbose=0, callbacks=[monitor, recorder])
     assert sorted(monitor.results) == [2, 3]
     assert recorder.seen == monitor.results
     # History (appended last by Keras) got the same two values, in order.
@@ -186,13 +183,18 @@ print("JAX_OK", monitor.results[3])
 def test_float_images_in_0_255_are_refused_before_training():
     (images, labels), test = _colour_data(24, 8), _colour_data(12, 9)
     floats = images.astype("float32")
-    with pytest.raises(ValueError, match=r"by 255.*train_data images with dtype=float32, min=0, max=2"):
+    with pytest.raises(
+        ValueError, match=r"by 255.*train_data images with dtype=float32, min=0, max=2"
+    ):
         KNNMonitor((floats, labels), test, num_classes=3)
     with pytest.raises(ValueError, match=r"by 255.*test_data images with dtype=float32"):
         KNNMonitor(test, (floats, labels), num_classes=3)
     # A dataset's values are read at the first evaluation.
     monitor = KNNMonitor(
-        tf.data.Dataset.from_tensor_slices((floats, labels)).batch(8), test, 3, encoder=_conv_encoder()
+        tf.data.Dataset.from_tensor_slices((floats, labels)).batch(8),
+        test,
+        3,
+        encoder=_conv_encoder(),
     )
     with pytest.raises(ValueError, match=r"train_data images with dtype=float32.*max=2"):
         monitor.evaluate()
@@ -202,10 +204,15 @@ def test_labels_outside_num_classes_are_refused_before_training():
     (images, labels), test = _colour_data(24, 10), _colour_data(12, 11)
     labels = labels.copy()
     labels[4] = 5
-    with pytest.raises(ValueError, match=r"train_data labels values \[5\] outside \[0, 3\), num_classes=3"):
+    with pytest.raises(
+        ValueError, match=r"train_data labels values \[5\] outside \[0, 3\), num_classes=3"
+    ):
         KNNMonitor((images, labels), test, num_classes=3)
     monitor = KNNMonitor(
-        tf.data.Dataset.from_tensor_slices((images, labels)).batch(8), test, 3, encoder=_conv_encoder()
+        tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
+        test,
+        3,
+        encoder=_conv_encoder(),
     )
     with pytest.raises(ValueError, match=r"train_data labels values \[5\].*num_classes=3"):
         monitor.evaluate()

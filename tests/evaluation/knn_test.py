@@ -1,10 +1,9 @@
 """Weighted kNN against a brute-force NumPy oracle; feature extraction."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.evaluation import evaluate_knn
 from keras_simclr.evaluation import extract_features
@@ -190,11 +189,16 @@ def test_evaluate_knn_equals_knn_on_extracted_features(small_encoder, cifar_imag
 def test_extract_features_refuses_float_images_in_0_255(small_encoder, cifar_images):
     images, labels = cifar_images
     floats = images[:20].astype("float32")
-    match = r"Divide 0-255 float images by 255, or pass them as uint8.*images with dtype=float32.*max=255"
+    match = (
+        r"Divide 0-255 float images by 255, or pass them as uint8"
+        r".*images with dtype=float32.*max=255"
+    )
     with pytest.raises(ValueError, match=match):
         extract_features(small_encoder, floats)
     with pytest.raises(ValueError, match=match):
-        extract_features(small_encoder, tf.data.Dataset.from_tensor_slices((floats, labels[:20])).batch(8))
+        extract_features(
+            small_encoder, tf.data.Dataset.from_tensor_slices((floats, labels[:20])).batch(8)
+        )
     with pytest.raises(ValueError, match=r"train_data images with dtype=float32.*max=255"):
         evaluate_knn(small_encoder, (floats, labels[:20]), (images[:8], labels[:8]), 10)
     # Any integer type is 0-255, as uint8 is.

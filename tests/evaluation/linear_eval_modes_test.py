@@ -1,10 +1,9 @@
 """linear_evaluation's two modes, optimizers, and what it leaves untouched."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.evaluation import linear_evaluation
 from tests.conftest import run_in_subprocess
@@ -50,7 +49,12 @@ def test_dataset_input_without_standardization():
     (x_train, y_train), test = _colour_data(240, 2), _colour_data(90, 3)
     train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(240, seed=0).batch(32)
     result = linear_evaluation(
-        _conv_encoder(seed=1), train, test, num_classes=3, epochs=6, learning_rate=1.0,
+        _conv_encoder(seed=1),
+        train,
+        test,
+        num_classes=3,
+        epochs=6,
+        learning_rate=1.0,
         standardize_features=False,
     )
     assert [layer.name for layer in result["classifier"].layers] == ["linear"]

@@ -1,7 +1,6 @@
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.evaluation import fine_tune
 from keras_simclr.evaluation import linear_evaluation
@@ -69,7 +68,10 @@ def test_float_images_in_0_255_are_refused():
 
     (images, labels), test = _uint8_separable(32, 2), _uint8_separable(16, 3)
     floats = images.astype("float32")
-    match = r"Divide 0-255 float images by 255, or pass them as uint8.*{} images with dtype=float32.*max=2"
+    match = (
+        r"Divide 0-255 float images by 255, or pass them as uint8"
+        r".*{} images with dtype=float32.*max=2"
+    )
     with pytest.raises(ValueError, match=match.format("train_data")):
         linear_evaluation(_toy_encoder(), (floats, labels), test, 3, epochs=1)
     with pytest.raises(ValueError, match=match.format("test_data")):

@@ -1,8 +1,7 @@
 """RandomCropFlip: the padded per-image crop and flip of the supervised evaluations."""
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from keras_simclr.evaluation.random_crop_flip import RandomCropFlip
 

@@ -36,12 +36,18 @@ def test_example_small_steps_mode_runs_end_to_end(cifar_folder, tmp_path):
         [
             sys.executable,
             os.path.join(REPO_ROOT, "examples", "simclr_v2_distillation.py"),
-            "--image_folder", cifar_folder,
-            "--encoder", encoder,
+            "--image_folder",
+            cifar_folder,
+            "--encoder",
+            encoder,
             "--small_steps",
-            "--output_dir", str(output),
+            "--output_dir",
+            str(output),
         ],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The fixture holds 20 images per class: 10% labelled is 2 per class.

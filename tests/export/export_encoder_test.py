@@ -3,11 +3,10 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.augment import SimCLRAugmentation
 from keras_simclr.export import export_encoder
@@ -209,7 +208,9 @@ print("FEATURE_DIM", metadata["feature_dim"])
 """
     out = run_in_subprocess(code, backend="jax", extra_env={"TF_CPP_MIN_LOG_LEVEL": "3"})
     values = {
-        line.split()[0]: line.split()[1:] for line in out.splitlines() if line and line.split()[0].isupper()
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line and line.split()[0].isupper()
     }
     assert float(values["MAXDIFF"][0]) < 1e-4, out
     assert float(values["SCALE"][0]) > 1e-2, out

@@ -3,11 +3,10 @@
 import os
 import shutil
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras
 
 from keras_simclr.export import export_encoder
 from keras_simclr.export import load_encoder

@@ -17,9 +17,7 @@ from keras_simclr.losses.distillation import distillation_loss
 def numpy_distillation(teacher_logits, student_logits, temperature):
     """SimCLR v2 eq. 3 averaged over the batch, one example at a time, float64."""
     total = 0.0
-    for t, s in zip(
-        np.asarray(teacher_logits, "float64"), np.asarray(student_logits, "float64")
-    ):
+    for t, s in zip(np.asarray(teacher_logits, "float64"), np.asarray(student_logits, "float64")):
         t, s = t / temperature, s / temperature
         p_teacher = np.exp(t - t.max()) / np.exp(t - t.max()).sum()
         log_z = s.max() + math.log(np.exp(s - s.max()).sum())
@@ -66,9 +64,7 @@ def test_hand_checked_tiny_case():
     #   loss = -(3/4 ln 3/4 + 1/4 ln 1/4).
     logits = [[2.0 * math.log(3.0), 0.0]]
     got = _np(distillation_loss(logits, logits, temperature=2.0))
-    np.testing.assert_allclose(
-        got, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), rtol=1e-6
-    )
+    np.testing.assert_allclose(got, -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)), rtol=1e-6)
     # A batch is the mean of its rows. Row 2, teacher = student = [2 ln 3, 0]
     # at T = 1: P_T = P_S = [9/10, 1/10], so it scores their entropy.
     got = _np(
@@ -101,9 +97,9 @@ def test_gradient_is_softmax_difference_over_t_times_batch(temperature):
     with tf.GradientTape() as tape:
         loss = distillation_loss(t, s, temperature=temperature)
     grad_s, grad_t = tape.gradient(loss, [s, t])
-    expected = (
-        numpy_softmax(student / temperature) - numpy_softmax(teacher / temperature)
-    ) / (temperature * len(student))
+    expected = (numpy_softmax(student / temperature) - numpy_softmax(teacher / temperature)) / (
+        temperature * len(student)
+    )
     np.testing.assert_allclose(grad_s.numpy(), expected, atol=1e-6)
     # The teacher is a constant: stop_gradient.
     assert grad_t is None or np.all(grad_t.numpy() == 0)
@@ -130,9 +126,7 @@ def test_low_precision_inputs_give_float32():
         keras.ops.cast(teacher, "bfloat16"), keras.ops.cast(student, "bfloat16"), 2.0
     )
     assert keras.backend.standardize_dtype(loss.dtype) == "float32"
-    np.testing.assert_allclose(
-        _np(loss), numpy_distillation(teacher, student, 2.0), rtol=2e-2
-    )
+    np.testing.assert_allclose(_np(loss), numpy_distillation(teacher, student, 2.0), rtol=2e-2)
 
 
 @pytest.mark.parametrize("temperature", [0, -1.0, float("nan"), float("inf"), "1", None])
@@ -177,7 +171,5 @@ def test_loss_class_matches_function_weights_and_round_trips():
     assert config["temperature"] == 2.0 and config["name"] == "distillation"
     clone = DistillationLoss.from_config(config)
     assert clone.temperature == 2.0
-    restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(loss_fn)
-    )
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss_fn))
     assert isinstance(restored, DistillationLoss) and restored.temperature == 2.0

@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-
 from keras import ops
 
 from keras_simclr.losses import info_nce_logits

@@ -73,9 +73,7 @@ def test_hand_checked_opposite_negatives():
     z = np.array([[1.0], [-1.0]], "float32")
     t = 0.5
     expected = -1.0 / t + math.log(math.exp(1.0 / t) + 2.0 * math.exp(-1.0 / t))
-    np.testing.assert_allclose(
-        float(nt_xent_loss(z, z, temperature=t)), expected, rtol=1e-5
-    )
+    np.testing.assert_allclose(float(nt_xent_loss(z, z, temperature=t)), expected, rtol=1e-5)
 
 
 def test_invariant_to_scaling_inputs():
@@ -135,9 +133,7 @@ def test_keys_offset_split_equals_global_loss_and_gradients(replicas):
         tape.watch(local_a + local_b)
         keys = (tf.concat(local_a, axis=0), tf.concat(local_b, axis=0))
         per_replica = [
-            nt_xent_loss(
-                local_a[r], local_b[r], temperature=t, keys=keys, offset=r * n
-            )
+            nt_xent_loss(local_a[r], local_b[r], temperature=t, keys=keys, offset=r * n)
             for r in range(replicas)
         ]
         total = tf.add_n(per_replica) / replicas
@@ -145,9 +141,7 @@ def test_keys_offset_split_equals_global_loss_and_gradients(replicas):
 
     expected = numpy_nt_xent(z_a_np, z_b_np, t)
     np.testing.assert_allclose(float(single), expected, rtol=1e-5)
-    np.testing.assert_allclose(
-        np.mean([float(v) for v in per_replica]), float(single), atol=1e-6
-    )
+    np.testing.assert_allclose(np.mean([float(v) for v in per_replica]), float(single), atol=1e-6)
     # The replicas' losses differ: each one really is a partial loss.
     assert np.ptp([float(v) for v in per_replica]) > 1e-3
     np.testing.assert_allclose(
@@ -176,9 +170,7 @@ def test_gradients_match_finite_differences_of_the_oracle():
             minus = [b.copy() for b in base]
             plus[which][idx] += h
             minus[which][idx] -= h
-            numeric[idx] = (
-                numpy_nt_xent(*plus, t) - numpy_nt_xent(*minus, t)
-            ) / (2 * h)
+            numeric[idx] = (numpy_nt_xent(*plus, t) - numpy_nt_xent(*minus, t)) / (2 * h)
         assert np.abs(numeric).max() > 0.05
         np.testing.assert_allclose(got[which], numeric, rtol=1e-3, atol=1e-5)
 
@@ -186,9 +178,7 @@ def test_gradients_match_finite_differences_of_the_oracle():
 def test_offset_as_tensor():
     z_a, z_b = _pair(8, 4, seed=6)
     with_int = nt_xent_loss(z_a[4:], z_b[4:], keys=(z_a, z_b), offset=4)
-    with_tensor = nt_xent_loss(
-        z_a[4:], z_b[4:], keys=(z_a, z_b), offset=tf.constant(4, "int32")
-    )
+    with_tensor = nt_xent_loss(z_a[4:], z_b[4:], keys=(z_a, z_b), offset=tf.constant(4, "int32"))
     np.testing.assert_allclose(float(with_tensor), float(with_int), rtol=1e-7)
 
 
@@ -209,17 +199,13 @@ def test_low_precision_inputs_are_computed_in_float32(dtype):
     assert low.dtype == tf.float32
     # Exactly the float32 computation on the rounded inputs: nothing is
     # computed in low precision after the cast.
-    rounded = nt_xent_loss(
-        tf.cast(low_a, "float32"), tf.cast(low_b, "float32"), temperature=0.1
-    )
+    rounded = nt_xent_loss(tf.cast(low_a, "float32"), tf.cast(low_b, "float32"), temperature=0.1)
     np.testing.assert_allclose(float(low), float(rounded), rtol=1e-6)
     # And close to the float32 loss of the unrounded inputs. Only the input
     # rounding differs (bf16 has an 8-bit mantissa): measured 1.5e-3
     # relative for bfloat16 and 2.3e-4 for float16 at N=16, d=32.
     full = float(nt_xent_loss(z_a, z_b, temperature=0.1))
-    np.testing.assert_allclose(
-        float(low), full, rtol=5e-3 if dtype == "bfloat16" else 1e-3
-    )
+    np.testing.assert_allclose(float(low), full, rtol=5e-3 if dtype == "bfloat16" else 1e-3)
 
 
 def test_float16_inputs_with_large_norms_do_not_overflow():
@@ -227,13 +213,12 @@ def test_float16_inputs_with_large_norms_do_not_overflow():
     # cast to float32 would give inf / nan.
     rng = np.random.default_rng(14)
     z_a = (1000.0 * rng.normal(size=(6, 10))).astype("float16")
-    z_b = (z_a.astype("float32") * 1.5 + 300.0 * rng.normal(size=(6, 10))).astype(
-        "float16"
-    )
+    z_b = (z_a.astype("float32") * 1.5 + 300.0 * rng.normal(size=(6, 10))).astype("float16")
     got = float(nt_xent_loss(z_a, z_b, temperature=0.2))
     assert np.isfinite(got)
     np.testing.assert_allclose(
-        got, numpy_nt_xent(z_a.astype("float32"), z_b.astype("float32"), 0.2),
+        got,
+        numpy_nt_xent(z_a.astype("float32"), z_b.astype("float32"), 0.2),
         rtol=1e-5,
     )
 
@@ -251,12 +236,8 @@ def test_unknown_batch_size_in_a_tf_function():
     for n in (3, 7):
         z_a, z_b = _pair(n, 8, seed=15 + n)
         loss, accuracy = both(z_a, z_b)
-        np.testing.assert_allclose(
-            float(loss), numpy_nt_xent(z_a, z_b, 0.3), rtol=1e-5
-        )
-        np.testing.assert_allclose(
-            float(accuracy), float(contrastive_accuracy(z_a, z_b)), rtol=0
-        )
+        np.testing.assert_allclose(float(loss), numpy_nt_xent(z_a, z_b, 0.3), rtol=1e-5)
+        np.testing.assert_allclose(float(accuracy), float(contrastive_accuracy(z_a, z_b)), rtol=0)
 
 
 _JAX = """
@@ -310,9 +291,7 @@ def test_jax_backend_matches_oracle_with_traced_offset():
     assert result["grad_max"] > 0.01
     assert result["grad_diff"] < 1e-6
     np.testing.assert_allclose(result["bf16"], result["bf16_rounded"], rtol=1e-6)
-    np.testing.assert_allclose(
-        result["accuracy"], float(contrastive_accuracy(z_a, z_b)), rtol=0
-    )
+    np.testing.assert_allclose(result["accuracy"], float(contrastive_accuracy(z_a, z_b)), rtol=0)
 
 
 def test_ntxent_class_equals_function():
@@ -324,9 +303,7 @@ def test_ntxent_class_equals_function():
         rtol=1e-6,
     )
     assert loss.name == "nt_xent"
-    np.testing.assert_allclose(
-        float(NTXent()(z_a, z_b)), float(nt_xent_loss(z_a, z_b)), rtol=1e-6
-    )
+    np.testing.assert_allclose(float(NTXent()(z_a, z_b)), float(nt_xent_loss(z_a, z_b)), rtol=1e-6)
 
 
 def test_ntxent_config_round_trip():
@@ -344,9 +321,7 @@ def test_ntxent_config_round_trip():
     assert isinstance(deserialized, NTXent)
     assert deserialized.get_config() == config
     z_a, z_b = _pair(4, 8, seed=10)
-    np.testing.assert_allclose(
-        float(deserialized(z_a, z_b)), float(loss(z_a, z_b)), rtol=1e-7
-    )
+    np.testing.assert_allclose(float(deserialized(z_a, z_b)), float(loss(z_a, z_b)), rtol=1e-7)
 
 
 def test_contrastive_accuracy_aligned_views_is_one():
@@ -377,8 +352,10 @@ def test_contrastive_accuracy_keys_offset_split():
     parts = [
         float(
             contrastive_accuracy(
-                z_a[r * 2 : (r + 1) * 2], z_b[r * 2 : (r + 1) * 2],
-                keys=(z_a, z_b), offset=r * 2,
+                z_a[r * 2 : (r + 1) * 2],
+                z_b[r * 2 : (r + 1) * 2],
+                keys=(z_a, z_b),
+                offset=r * 2,
             )
         )
         for r in range(4)
@@ -400,10 +377,7 @@ def test_contrastive_accuracy_against_numpy():
     sim = z @ z.T
     np.fill_diagonal(sim, -np.inf)
     positives = (np.arange(32) + 16) % 32
-    correct = [
-        sim[i, positives[i]] > np.delete(sim[i], [i, positives[i]]).max()
-        for i in range(32)
-    ]
+    correct = [sim[i, positives[i]] > np.delete(sim[i], [i, positives[i]]).max() for i in range(32)]
     expected = np.mean(correct)
     assert 0.2 < expected < 0.9  # a non-trivial case
     np.testing.assert_allclose(float(contrastive_accuracy(z_a, z_b)), expected)

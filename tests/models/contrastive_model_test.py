@@ -1,9 +1,8 @@
 import json
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.augment import SimCLRAugmentation
 from keras_simclr.losses import nt_xent_loss
@@ -127,9 +126,7 @@ def test_config_round_trip_and_keras_file(tmp_path):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, ContrastiveModel)
     views = images.astype("float32") / 255.0
-    np.testing.assert_allclose(
-        _np(loaded.encoder(views)), _np(model.encoder(views)), atol=1e-5
-    )
+    np.testing.assert_allclose(_np(loaded.encoder(views)), _np(model.encoder(views)), atol=1e-5)
     for a, b in zip(loaded.weights, model.weights):
         np.testing.assert_allclose(_np(a), _np(b))
 
@@ -159,7 +156,8 @@ images = np.random.default_rng(0).integers(0, 255, size=(32, 32, 32, 3)).astype(
 before = [np.array(w) for w in encoder.trainable_weights]
 history = model.fit(images, batch_size=16, epochs=2, verbose=0)
 print("LOSS", *history.history["loss"])
-print("CHANGED", sum(not np.allclose(a, np.asarray(b)) for a, b in zip(before, encoder.trainable_weights)),
+after = encoder.trainable_weights
+print("CHANGED", sum(not np.allclose(a, np.asarray(b)) for a, b in zip(before, after)),
       len(before))
 print("SYNC", encoder.get_config()["sync_batchnorm"], head.get_config()["sync_batchnorm"])
 devices = jax.devices("cpu")
@@ -281,7 +279,9 @@ def test_fit_refuses_an_explicit_y_without_a_probe():
     import tensorflow as tf
 
     images, labels = _tiny_images(16), np.arange(16) % 3
-    with pytest.raises(ValueError, match=r"num_classes=None.*Received: y of type ndarray and shape \(16,\)"):
+    with pytest.raises(
+        ValueError, match=r"num_classes=None.*Received: y of type ndarray and shape \(16,\)"
+    ):
         _tiny_model().fit(images, labels, batch_size=8, verbose=0)
     # Labels riding along in a dataset (as pretraining_dataset yields them) are fine.
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8, drop_remainder=True)
@@ -294,7 +294,9 @@ def test_fit_refuses_a_last_batch_of_one_image():
     import tensorflow as tf
 
     images = _tiny_images(17)
-    with pytest.raises(ValueError, match=r"at least 2 images.*17 training images with batch_size=8"):
+    with pytest.raises(
+        ValueError, match=r"at least 2 images.*17 training images with batch_size=8"
+    ):
         _tiny_model().fit(images, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match=r"at least 2 images.*batch_size=1"):
         _tiny_model().fit(images[:16], batch_size=1, verbose=0)
@@ -355,7 +357,8 @@ floats = np.random.default_rng(0).integers(0, 256, size=(17, 16, 16, 3)).astype(
 cases = {
     "array": lambda: model.fit(floats, batch_size=8, verbose=0),
     "dataset": lambda: model.fit(tf.data.Dataset.from_tensor_slices(floats).batch(8), verbose=0),
-    "remainder": lambda: model.fit(tf.data.Dataset.from_tensor_slices(floats / 255).batch(8), verbose=0),
+    "remainder": lambda: model.fit(
+        tf.data.Dataset.from_tensor_slices(floats / 255).batch(8), verbose=0),
     "labels": lambda: model.fit(tf.data.Dataset.from_tensor_slices(
         (floats[:16] / 255, np.full(16, 5))).batch(8), verbose=0),
 }
@@ -406,8 +409,13 @@ def test_drop_remainder_trains_full_batches_only():
     pairs = _tiny_model(augmenter=False)
     views = _tiny_images(21).astype("float32") / 255.0
     history = pairs.fit(
-        (views, views[::-1]), batch_size=6, validation_split=0.2, drop_remainder=True,
-        epochs=2, callbacks=[counter], verbose=0,
+        (views, views[::-1]),
+        batch_size=6,
+        validation_split=0.2,
+        drop_remainder=True,
+        epochs=2,
+        callbacks=[counter],
+        verbose=0,
     )
     # floor(21 * 0.8) = 16 train in 2 full batches of 6; 5 validate.
     assert _steps_per_epoch(counter, epochs=2) == 2
@@ -451,9 +459,7 @@ def test_validation_scores_fixed_views_with_the_head_on_batch_statistics(cifar_i
     assert first == second
     for before, state in zip(states, model.augmenter.variables):
         np.testing.assert_array_equal(before, _np(state))
-    history = model.fit(
-        images, batch_size=16, epochs=2, validation_data=(images,), verbose=0
-    )
+    history = model.fit(images, batch_size=16, epochs=2, validation_data=(images,), verbose=0)
     assert len(set(history.history["val_loss"])) == 2  # the model moved
     assert history.history["val_z_std"][-1] > 0.5 * history.history["z_std"][-1]
 
@@ -469,8 +475,9 @@ import keras_simclr as ks
 from keras_simclr.augment import RandomResizedCrop
 assert keras.backend.backend() == "jax"
 keras.utils.set_random_seed(0)
-encoder = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, strides=2),
-                            keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D()])
+encoder = keras.Sequential([
+    keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3, strides=2),
+    keras.layers.BatchNormalization(), keras.layers.GlobalAveragePooling2D()])
 model = ks.models.ContrastiveModel(encoder, ks.models.ProjectionHead(output_dim=8),
                                    augmenter=RandomResizedCrop(16, 16, horizontal_flip=True))
 traces = {"train": [], "test": []}
@@ -494,7 +501,8 @@ second = model.evaluate(held_out, batch_size=128, return_dict=True, verbose=0)
 print(json.dumps({
     "traces": traces, "steps": len(steps), "history": history.history,
     "first": first, "second": second,
-    "states_kept": all(np.array_equal(a, np.array(v)) for a, v in zip(states, model.augmenter.variables)),
+    "states_kept": all(
+        np.array_equal(a, np.array(v)) for a, v in zip(states, model.augmenter.variables)),
 }))
 """,
         backend="jax",
@@ -554,15 +562,11 @@ def test_loss_tail_adds_probe_and_layer_losses_and_the_metrics_come_with_the_los
     encoder = keras.Sequential(
         [
             keras.Input((TINY, TINY, 3)),
-            keras.layers.Conv2D(
-                4, 3, strides=2, kernel_regularizer=keras.regularizers.L2(0.1)
-            ),
+            keras.layers.Conv2D(4, 3, strides=2, kernel_regularizer=keras.regularizers.L2(0.1)),
             keras.layers.GlobalAveragePooling2D(),
         ]
     )
-    model = ContrastiveModel(
-        encoder, ProjectionHead(output_dim=8), augmenter=None, num_classes=3
-    )
+    model = ContrastiveModel(encoder, ProjectionHead(output_dim=8), augmenter=None, num_classes=3)
     rng = np.random.default_rng(0)
     views = (rng.random((8, TINY, TINY, 3), "float32"), rng.random((8, TINY, TINY, 3), "float32"))
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])

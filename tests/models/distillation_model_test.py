@@ -68,9 +68,7 @@ def test_fit_leaves_the_teacher_unchanged_and_trains_the_student():
         augmenter=RandomResizedCrop(SIZE, SIZE, scale=(0.5, 1.0), horizontal_flip=True, seed=0),
     )
     assert not teacher.trainable
-    assert {id(v) for v in model.trainable_weights} == {
-        id(v) for v in student.trainable_weights
-    }
+    assert {id(v) for v in model.trainable_weights} == {id(v) for v in student.trainable_weights}
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5, momentum=0.9))
     teacher_before = [w.copy() for w in teacher.get_weights()]
     student_before = [w.copy() for w in student.get_weights()]
@@ -120,9 +118,7 @@ def test_history_loss_is_the_distillation_loss_of_the_batch():
     expected = float(_np(distillation_loss(teacher_logits, student_logits, 0.5)))
     assert expected > 0.1
     np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
-    agreement = np.mean(
-        np.argmax(teacher_logits, axis=1) == np.argmax(student_logits, axis=1)
-    )
+    agreement = np.mean(np.argmax(teacher_logits, axis=1) == np.argmax(student_logits, axis=1))
     np.testing.assert_allclose(history.history["teacher_agreement"][0], agreement)
     # The same through compute_loss on call(x, training=True).
     y_pred = model(images, training=True)
@@ -344,9 +340,7 @@ print("PREDICT", np.abs(model.predict(images, verbose=0) - np.asarray(student(fl
 """,
         backend="jax",
     )
-    assert out.split("KEYS")[1].split("\n")[0].split() == [
-        "accuracy", "loss", "teacher_agreement"
-    ]
+    assert out.split("KEYS")[1].split("\n")[0].split() == ["accuracy", "loss", "teacher_agreement"]
     losses = [float(v) for v in out.split("LOSS")[1].split("\n")[0].split()]
     assert len(losses) == 2 and all(np.isfinite(losses)) and all(0.1 < v < 5 for v in losses)
     got, expected = (float(v) for v in out.split("EVAL")[1].split("\n")[0].split())
@@ -361,7 +355,9 @@ def test_fit_refuses_float_images_in_0_255():
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
     floats = _images(16).astype("float32")
     floats[3, 1, 1, 1] = 255.0
-    match = r"Divide 0-255 float images by 255, or pass them as uint8.*x with dtype=float32.*max=255"
+    match = (
+        r"Divide 0-255 float images by 255, or pass them as uint8.*x with dtype=float32.*max=255"
+    )
     with pytest.raises(ValueError, match=match):
         model.fit(floats, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match=match):

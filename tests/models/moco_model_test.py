@@ -216,12 +216,18 @@ def test_shuffled_key_groups_are_put_back_in_order():
     keys = {}
     for batchnorm in (False, True):
         for splits in (1, 4):
-            model = _model(batchnorm=batchnorm, head_layers=1, momentum=0.0,
-                           shuffle_bn_splits=splits)
+            model = _model(
+                batchnorm=batchnorm, head_layers=1, momentum=0.0, shuffle_bn_splits=splits
+            )
             model(pair, training=False)
             # Same weights for every variant.
-            model.set_weights([np.full(w.shape, 0.1 * (i + 1), w.dtype) * np.cos(
-                np.arange(w.size).reshape(w.shape)) for i, w in enumerate(model.get_weights())])
+            model.set_weights(
+                [
+                    np.full(w.shape, 0.1 * (i + 1), w.dtype)
+                    * np.cos(np.arange(w.size).reshape(w.shape))
+                    for i, w in enumerate(model.get_weights())
+                ]
+            )
             keys[batchnorm, splits] = ops.convert_to_numpy(model(pair, training=True)["k"])
     # Without BatchNorm the groups do not matter: the unshuffled keys are
     # the unsplit keys, row for row.
@@ -448,5 +454,8 @@ def test_fit_checks_its_inputs_as_contrastive_model_does():
         model.fit((view_q * 255, view_k), batch_size=8, verbose=0)
     # ... and a last batch of 1 pair, with MoCo's own reason.
     view_q, view_k = _pair(9)
-    with pytest.raises(ValueError, match=r"MoCoModel needs at least 2 images.*BatchNorm.*9 training images with batch_size=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"MoCoModel needs at least 2 images.*BatchNorm.*9 training images with batch_size=8",
+    ):
         model.fit((view_q, view_k), batch_size=8, verbose=0)

@@ -2,9 +2,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import keras
+import pytest
 
 from keras_simclr import recipes
 from tests.conftest import REPO_ROOT
@@ -29,7 +28,10 @@ def test_importing_models_alone_registers_everything_a_saved_model_holds(tmp_pat
         " type(model.augmenter).__name__)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=dict(os.environ, PYTHONPATH=REPO_ROOT),
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,7 +1,6 @@
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from keras_simclr.models import ResNet
 
@@ -33,7 +32,9 @@ def test_parameter_counts_match_reference(depth, cifar_stem, expected):
 )
 def test_output_shape(depth, width, image, features):
     model = ResNet(
-        depth=depth, width_multiplier=width, cifar_stem=image == 32,
+        depth=depth,
+        width_multiplier=width,
+        cifar_stem=image == 32,
         input_shape=(image, image, 3),
     )
     out = model(np.random.uniform(size=(2, image, image, 3)).astype("float32"))

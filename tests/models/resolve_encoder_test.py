@@ -1,6 +1,5 @@
-import pytest
-
 import keras
+import pytest
 
 from keras_simclr.models import ContrastiveModel
 from keras_simclr.models import ProjectionHead
