@@ -155,66 +155,54 @@ def _check_choice(name, value, known):
         raise ValueError(f"Unknown {name}; known: {', '.join(known)}. Received: {name}={value!r}")
 
 
-def validate(
-    method="simclr",
-    *,
-    encoder="resnet18_cifar",
-    batch_size=256,
-    epochs=100,
-    width_multiplier=None,
-    temperature=None,
-    augmentation="auto",
-    learning_rate=None,
-    learning_rate_scaling="linear",
-    optimizer=None,
-    momentum=0.9,
-    weight_decay=None,
-    warmup_epochs=None,
-    queue_size=65536,
-    **unused,
-):
+def validate(method="simclr", **choices):
     """Raises `ValueError` naming the first bad choice (before any work).
 
     `build` calls it; call it yourself to check choices before loading data.
-    Takes `build`'s keyword arguments (others are ignored).
+
+    Args:
+        method: one of `METHODS`.
+        **choices: `build`'s keyword arguments (unknown ones are ignored).
     """
     from keras_simclr.models import ENCODERS
 
-    del unused
+    defaults = dict(encoder="resnet18_cifar", batch_size=256, epochs=100, momentum=0.9)
+    defaults.update(augmentation="auto", learning_rate_scaling="linear", queue_size=65536)
+    c = {**defaults, **choices}
+    encoder, batch_size, momentum = c["encoder"], c["batch_size"], c["momentum"]
     _check_choice("method", method, METHODS)
     if encoder not in ENCODERS:
         raise ValueError(
             f"Unknown model; known models: {', '.join(sorted(ENCODERS))}. "
             f"Received: model={encoder!r}"
         )
-    _check_choice("augmentation", augmentation or "auto", AUGMENTATIONS)
-    _check_choice("learning_rate_scaling", learning_rate_scaling, LEARNING_RATE_SCALINGS)
-    if optimizer is not None:
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
-    for name, value in (("batch_size", batch_size), ("epochs", epochs)):
+    _check_choice("augmentation", c["augmentation"] or "auto", AUGMENTATIONS)
+    _check_choice("learning_rate_scaling", c["learning_rate_scaling"], LEARNING_RATE_SCALINGS)
+    if c.get("optimizer") is not None:
+        _check_choice("optimizer", c["optimizer"], OPTIMIZERS)
+    for name, value in (("batch_size", batch_size), ("epochs", c["epochs"])):
         if value < 1:
             raise ValueError(f"{name} must be positive. Received: {name}={value}")
-    if width_multiplier is not None and not width_multiplier > 0:
+    width = c.get("width_multiplier")
+    if width is not None and not width > 0:
         raise ValueError(
             "width_multiplier must be > 0 (None keeps the model's own). "
-            f"Received: width_multiplier={width_multiplier}"
+            f"Received: width_multiplier={width}"
         )
-    for name, value in (
-        ("learning_rate", learning_rate),
-        ("weight_decay", weight_decay),
-        ("warmup_epochs", warmup_epochs),
-    ):
+    for name in ("learning_rate", "weight_decay", "warmup_epochs"):
+        value = c.get(name)
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value}")
-    if learning_rate == 0:
+    if c.get("learning_rate") == 0:
         raise ValueError("learning_rate must be > 0. Received: learning_rate=0.0")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum}")
-    if method == "moco_v2" and queue_size < batch_size:
+    if method == "moco_v2" and c["queue_size"] < batch_size:
         raise ValueError(
             "queue_size must hold at least one global batch of keys. Received: "
-            f"queue_size={queue_size}, batch_size={batch_size}"
+            f"queue_size={c['queue_size']}, batch_size={batch_size}"
         )
+    temperature = c.get("temperature")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
 
