@@ -7,9 +7,9 @@ and a ResNet's forward and backward passes are much slower there: on the
 2-core AVX2 machine of `BENCHMARKS.md`, ResNet-18-CIFAR pretraining ran
 1.70x faster end to end with oneDNN on (12.9 against 7.6 images/s). On a
 2-core AVX512-VNNI machine, where TensorFlow turns them on itself, the
-training step of a ResNet-18 x0.25 `ContrastiveModel` at batch 128 ran 1.96x
-faster with them than with `TF_ENABLE_ONEDNN_OPTS=0` (65 against 33 images/s,
-medians of 7 interleaved runs, each in a fresh process; 1.74x less CPU time).
+training step of a ResNet-18 x0.25 `ContrastiveModel` at batch 128 ran 1.78x
+faster with them than with `TF_ENABLE_ONEDNN_OPTS=0` (253 against 142
+images/s, 1.7x less CPU time; interleaved runs, each in a fresh process).
 
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it is imported, so the
 choice must be made before anything imports TensorFlow (Keras on the
