@@ -70,10 +70,9 @@ def cifar_images():
     return decode_cifar("train", 256)
 
 
-@pytest.fixture(scope="session")
-def cifar_folder(tmp_path_factory):
-    """An extracted image folder, 20 images per class: ROOT/{train,test}/<class>/*.jpg."""
-    out = tmp_path_factory.mktemp("cifar10_folder")
+def extract_folder(tmp_path_factory, name, per_class):
+    """The real CIFAR-10 JPEGs extracted as ROOT/{train,test}/<class>/*.jpg, `per_class` each."""
+    out = tmp_path_factory.mktemp(name)
     subprocess.run(
         [
             sys.executable,
@@ -81,12 +80,18 @@ def cifar_folder(tmp_path_factory):
             _require_npz(),
             str(out),
             "--per_class",
-            "20",
+            str(per_class),
         ],
         check=True,
         capture_output=True,
     )
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def cifar_folder(tmp_path_factory):
+    """An extracted image folder, 20 images per class: ROOT/{train,test}/<class>/*.jpg."""
+    return extract_folder(tmp_path_factory, "cifar10_folder", 20)
 
 
 def run_in_subprocess(code, backend="jax", timeout=600, extra_env=None):

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import keras
@@ -24,26 +23,11 @@ import pytest
 from keras_simclr.cli import pretrain as pretrain_cli
 from keras_simclr.cli.errors import run_subcommand
 from tests.cli.pretrain_test import _config
-from tests.cli.tiny_run import TINY
+from tests.cli.tiny_run import pretrain_command as _command
 from tests.cli.tiny_run import tiny_env
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
-
-
-def _command(folder, output, *flags):
-    return [
-        sys.executable,
-        "-m",
-        "keras_simclr.cli.main",
-        "pretrain",
-        "--image_folder",
-        folder,
-        "--output_dir",
-        str(output),
-        *TINY,
-        *flags,
-    ]
 
 
 def pretrain(folder, output, *flags, faults=None, timeout=600):

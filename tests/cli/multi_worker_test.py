@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.cli.tiny_run import TINY
+from tests.cli.tiny_run import pretrain_command
 from tests.cli.tiny_run import tiny_env
 from tests.conftest import REPO_ROOT
 from tests.conftest import run_in_subprocess
@@ -57,17 +58,7 @@ def _start_workers(folder, output, worker_dir, faults=None):
         env["KERAS_SIMCLR_WORKER_DIR"] = str(worker_dir)
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "keras_simclr.cli.main",
-                    "pretrain",
-                    "--image_folder",
-                    folder,
-                    "--output_dir",
-                    str(output),
-                    *FLAGS,
-                ],
+                pretrain_command(folder, output, "--epochs", "1", "--deterministic"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

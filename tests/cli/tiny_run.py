@@ -1,6 +1,7 @@
 """What the CLI's process tests share: tiny flags and a child process environment."""
 
 import os
+import sys
 
 from tests.conftest import REPO_ROOT
 
@@ -28,3 +29,19 @@ def tiny_env(faults=None):
     if faults:
         env["KERAS_SIMCLR_FAULTS"] = faults
     return env
+
+
+def pretrain_command(folder, output, *flags):
+    """`keras-simclr pretrain` on `folder` into `output` with the tiny flags (a child process)."""
+    return [
+        sys.executable,
+        "-m",
+        "keras_simclr.cli.main",
+        "pretrain",
+        "--image_folder",
+        folder,
+        "--output_dir",
+        str(output),
+        *TINY,
+        *flags,
+    ]
