@@ -30,14 +30,15 @@ class EpochSeeds(keras.callbacks.Callback):
     to a value derived from its own seed and the epoch number (and a step
     counter of 0, which the generator advances per draw), so epoch `e` draws
     the same views whether or not the run was stopped before it. Together
-    with a data order derived from `(seed, epoch)` (`ShuffledBatches`) and
+    with a data order derived from `(seed, epoch)` (an in-memory
+    `ImageDataset`'s `training_batches`) and
     op determinism, a resumed run repeats the uninterrupted one.
 
     Example:
 
     ```python
-    model.fit(ShuffledBatches(images, labels, 256, seed=0), epochs=10,
-              callbacks=[EpochSeeds()])
+    train = keras_simclr.data.load_arrays(images, labels)
+    model.fit(train.training_batches(256, seed=0), epochs=10, callbacks=[EpochSeeds()])
     ```
     """
 
