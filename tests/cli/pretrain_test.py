@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import keras_simclr
 from keras_simclr.cli import pretrain
 from keras_simclr.cli.flag_config import flag_names
+from keras_simclr.cli.main import verbose_level
 from keras_simclr.cli.pretrain_flags import resolve_input_pipeline
 from tests.conftest import REPO_ROOT
 
@@ -289,6 +291,15 @@ def test_jax_numpy_input_pipeline_end_to_end(cifar_folder, tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # TensorFlow's and absl's Python INFO lines ("INFO:tensorflow:Assets
+    # written ...", "I1201 ... builder_impl.py:838] ...") stay off below
+    # --verbose 2 (seven of them in this run with --verbose 2).
+    python_logs = [
+        line
+        for line in result.stderr.splitlines()
+        if re.match(r"(INFO:|[IW]\d{4} .*\.py:\d+\])", line)
+    ]
+    assert not python_logs, python_logs
     with open(output / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["input_pipeline"] == "numpy"
@@ -326,3 +337,11 @@ def test_numpy_input_pipeline_in_process(cifar_folder, tmp_path):
     )
     assert metrics["input_pipeline"] == "numpy" and metrics["optimizer_iterations"] == 3
     assert 0.0 <= metrics["knn_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "args, level",
+    [([], 1), (["--verbose", "2"], 2), (["--x", "--verbose=0"], 0), (["--verbose", "two"], 1)],
+)
+def test_verbose_level_is_read_before_tensorflow_loads(args, level):
+    assert verbose_level(args) == level
