@@ -111,7 +111,6 @@ def _knn_monitor(config, train, evaluation, encoder):
     return monitor(
         train_data=train.evaluation_batches(EVALUATION_BATCH_SIZE),
         test_data=evaluation.evaluation_batches(EVALUATION_BATCH_SIZE),
-        batch_size=EVALUATION_BATCH_SIZE,
         num_classes=train.num_classes,
         k=config["knn_k"],
         temperature=config["knn_temperature"],
