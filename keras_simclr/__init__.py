@@ -30,17 +30,23 @@ _SUBMODULES = (
     "models",
     "onednn",
     "optimizers",
+    "plot",
     "recipes",
 )
 
-__all__ = ["enable_onednn", *_SUBMODULES]
+# function name -> the module that defines it, imported on first access too.
+_FUNCTIONS = {"embed": "embedding"}
+
+__all__ = ["enable_onednn", *_FUNCTIONS, *_SUBMODULES]
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"keras_simclr.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f"keras_simclr.{_FUNCTIONS[name]}"), name)
     raise AttributeError(f"module 'keras_simclr' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_FUNCTIONS))
