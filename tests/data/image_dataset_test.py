@@ -31,6 +31,8 @@ def test_the_package_exports_the_interface_and_one_loader_per_source():
         "BadImagesError",
         "BadImagesWarning",
         "ImageDataset",
+        "ImageFiles",
+        "find_images",
         "image_folder_size",
         "labeled_subset",
         "load_arrays",
