@@ -119,6 +119,20 @@ def _knn_monitor(config, train, evaluation, encoder):
     )
 
 
+def _knn_at_init(knn, model, saved, resuming):
+    """The kNN accuracy of the random initial encoder: the baseline training must beat.
+
+    Evaluated before the first step of a new run (printed); a resumed run
+    keeps the value its `config.json` recorded.
+    """
+    if resuming:
+        return (saved.get("resolved") or {}).get("knn_accuracy_at_init")
+    knn.set_model(model)
+    accuracy = float(knn.evaluate())
+    print(f"kNN accuracy of the random initial encoder: {accuracy:.4f}")
+    return accuracy
+
+
 def _fit(model, batches, config, initial_epoch, callbacks, write_dir):
     from keras_simclr.cli.checkpointing import NonFiniteStateError
     from keras_simclr.cli.checkpointing import last_good
@@ -245,6 +259,10 @@ def train(flags, saved, resuming, strategy, role, write_dir):
             logging.info("Resuming from epoch %d in %s", initial_epoch, output_dir)
             print(f"Resuming from the checkpoint of epoch {initial_epoch} in {output_dir}")
     _agree_on(strategy, role, initial_epoch, "the epoch to resume from", output_dir)
+    # Several replicas: kNN and the export use a one-device copy of the encoder.
+    encoder = local_encoder(config, image_size) if replicas > 1 else None
+    knn = _knn_monitor(config, train_data, evaluation, encoder)
+    knn_at_init = _knn_at_init(knn, model, saved, resuming)
     settings = {name: recipe.settings[name] for name in RECORDED_SETTINGS}
     settings.update(
         replicas=replicas,
@@ -253,6 +271,7 @@ def train(flags, saved, resuming, strategy, role, write_dir):
         train_examples=train_data.num_examples,
         steps_per_epoch=steps_per_epoch,
         workers=role.num_workers,
+        knn_accuracy_at_init=knn_at_init,
     )
     write_run_config(write_dir, flags, settings)
     if role.num_workers > 1 and keras.backend.backend() == "jax":
@@ -264,9 +283,6 @@ def train(flags, saved, resuming, strategy, role, write_dir):
 
     truncate_log(os.path.join(write_dir, LOG_FILE), initial_epoch)
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
-    # Several replicas: kNN and the export use a one-device copy of the encoder.
-    encoder = local_encoder(config, image_size) if replicas > 1 else None
-    knn = _knn_monitor(config, train_data, evaluation, encoder)
     if initial_epoch < config["epochs"]:
         callbacks = _callbacks(config, write_dir, steps_per_epoch, knn, throughput)
         _fit(model, batches, config, initial_epoch, callbacks, write_dir)
@@ -279,9 +295,11 @@ def train(flags, saved, resuming, strategy, role, write_dir):
     metrics = _metrics(model, config, final_knn, initial_epoch, throughput, settings, write_dir)
     write_json(os.path.join(write_dir, METRICS_FILE), metrics)
     ips = metrics["images_per_second"]
+    at_init = metrics["knn_accuracy_at_init"]
     print(
         f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
-        f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs; "
+        f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs"
+        + (f" ({at_init:.4f} at initialisation); " if at_init is not None else "; ")
         + (f"{ips:.1f} images/s; " if ips else "")
         + (
             f"outputs in {output_dir}"

@@ -82,6 +82,8 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     # 200 images at batch 64: 3 steps per epoch.
     assert written["epochs"] == 2 and written["optimizer_iterations"] == 6
     assert 0.0 <= written["knn_accuracy"] <= 1.0
+    # The random initial encoder's kNN, evaluated before the first step.
+    assert 0.0 <= written["knn_accuracy_at_init"] <= 1.0
     assert set(written["knn_accuracy_per_epoch"]) == {"2"}
     assert written["images_per_second"] > 0
     with open(os.path.join(output, "log.csv")) as f:
@@ -100,6 +102,8 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
         _config(image_folder=cifar_folder, output_dir=output, epochs=3)
     )
     assert resumed["initial_epoch"] == 2
+    # A resumed run keeps the baseline its first run recorded (not re-evaluated).
+    assert resumed["knn_accuracy_at_init"] == written["knn_accuracy_at_init"]
     # The optimizer's step count continued from 6: one more epoch of 3 steps.
     assert resumed["optimizer_iterations"] == 9
     # The whole run's record: kNN of epochs 2 (first run) and 3 (resumed).
