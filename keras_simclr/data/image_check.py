@@ -24,6 +24,9 @@ the GIL while it reads and decodes):
 - Any other format (TIFF, ...) is reported: `tf.io.decode_image` reads
   only JPEG, PNG, GIF, BMP and WebP, and both loaders read the same files.
 
+The check also reads each file's EXIF orientation (`inspect_images`), which
+the `tf.data` implementation applies (Pillow applies it as it decodes).
+
 Truncated files are found by the structure walks whatever the value of
 Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` (which this module never
 changes), and by the decode itself while it is `False`, its default.
@@ -39,6 +42,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from keras_simclr.data.image_decoding import default_threads
+from keras_simclr.data.image_decoding import exif_orientation
 
 # How many bad files an error or warning names; the rest are counted.
 MAX_LISTED_BAD_IMAGES = 20
@@ -220,6 +224,45 @@ def _error_reason(error):
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def inspect_image(path):
+    """`(reason, orientation)` of the image file at `path`.
+
+    `reason`: why it cannot be decoded (see the module docstring for what is
+    checked per format), or `None` if it can. `orientation`: its EXIF
+    orientation, 1 (upright, also for a bad file or one without EXIF) to 8.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}", 1
+    if not data:
+        return "empty file", 1
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = _FORMATS.get(image.format)
+            if kind is None:
+                return (
+                    f"a {image.format} image, not one of the formats both loaders "
+                    f"read: {_FORMAT_NAMES}"
+                ), 1
+            if kind == "JPEG":
+                # Decode at the smallest scale libjpeg offers (1/8 per side).
+                image.draft(None, (1, 1))
+            image.load()
+            # After load(): a PNG's eXIf chunk may follow its pixels.
+            orientation = exif_orientation(image)
+    except Exception as error:  # noqa: BLE001 - any failure makes the file bad
+        return _error_reason(error), 1
+    if kind == "JPEG":
+        return _jpeg_structure_problem(data), orientation
+    if kind == "PNG":
+        return _png_structure_problem(data), orientation
+    return None, orientation
+
+
 def check_image(path):
     """Why the image file at `path` cannot be decoded, or `None` if it can.
 
@@ -232,37 +275,41 @@ def check_image(path):
         `None`, or a short reason, e.g. `"truncated: image file is truncated
         (3 bytes not processed)"`.
     """
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        return f"cannot be read: {error.strerror or error}"
-    if not data:
-        return "empty file"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = _FORMATS.get(image.format)
-            if kind is None:
-                return (
-                    f"a {image.format} image, not one of the formats both loaders "
-                    f"read: {_FORMAT_NAMES}"
-                )
-            if kind == "JPEG":
-                # Decode at the smallest scale libjpeg offers (1/8 per side).
-                image.draft(None, (1, 1))
-            image.load()
-    except Exception as error:  # noqa: BLE001 - any failure makes the file bad
-        return _error_reason(error)
-    if kind == "JPEG":
-        return _jpeg_structure_problem(data)
-    if kind == "PNG":
-        return _png_structure_problem(data)
-    return None
+    return inspect_image(path)[0]
 
 
 _MAX_CHUNK = 64
+
+
+def inspect_images(paths, num_threads=None):
+    """Checks image files and reads their EXIF orientations, in a thread pool.
+
+    Args:
+        paths: image file paths.
+        num_threads: checking threads; `None`: one per CPU.
+
+    Returns:
+        `(bad, orientations)`: `bad` as `find_bad_images` returns it;
+        `orientations` the EXIF orientation of every file (1 to 8; 1 for the
+        bad ones), a list in the order of `paths`.
+    """
+    paths = [os.fspath(path) for path in paths]
+    threads = int(num_threads or default_threads())
+    if threads <= 1 or len(paths) <= 1:
+        results = [inspect_image(path) for path in paths]
+    else:
+        # Several files per task (a task costs about as much as checking a
+        # small JPEG), and at least four tasks per thread.
+        size = max(1, min(_MAX_CHUNK, len(paths) // (4 * threads)))
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
+            results = [
+                result
+                for chunk in pool.map(lambda chunk: [inspect_image(p) for p in chunk], chunks)
+                for result in chunk
+            ]
+    bad = [(path, reason) for path, (reason, _) in zip(paths, results) if reason is not None]
+    return bad, [orientation for _, orientation in results]
 
 
 def find_bad_images(paths, num_threads=None):
@@ -284,19 +331,4 @@ def find_bad_images(paths, num_threads=None):
         print(path, reason)
     ```
     """
-    paths = [os.fspath(path) for path in paths]
-    threads = int(num_threads or default_threads())
-    if threads <= 1 or len(paths) <= 1:
-        reasons = [check_image(path) for path in paths]
-    else:
-        # Several files per task (a task costs about as much as checking a
-        # small JPEG), and at least four tasks per thread.
-        size = max(1, min(_MAX_CHUNK, len(paths) // (4 * threads)))
-        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-            reasons = [
-                reason
-                for chunk in pool.map(lambda chunk: [check_image(p) for p in chunk], chunks)
-                for reason in chunk
-            ]
-    return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
+    return inspect_images(paths, num_threads=num_threads)[0]

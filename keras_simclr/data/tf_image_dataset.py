@@ -25,6 +25,41 @@ DEFAULT_SHUFFLE_BUFFER = 10_000
 _logger = logging.getLogger(__name__)
 
 
+def orient_image(image, orientation):
+    """An `(H, W, C)` image with its EXIF `orientation` (1 to 8) applied.
+
+    The rotations and flips of Pillow's `ImageOps.exif_transpose`: 2 mirrors
+    left-right, 3 rotates 180 degrees, 4 mirrors top-bottom, 5 transposes, 6
+    rotates 90 degrees clockwise, 7 transposes across the anti-diagonal, 8
+    rotates 90 degrees counter-clockwise; 1 (upright) and any other value
+    return the image unchanged.
+
+    Args:
+        image: a tensor `(H, W, C)`.
+        orientation: an int32 scalar tensor (or int).
+
+    Returns:
+        the upright image, `(W, H, C)` for orientations 5 to 8.
+    """
+
+    def transpose(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    branches = [
+        lambda: image,  # 1 (and anything out of range)
+        lambda: tf.reverse(image, [1]),  # 2
+        lambda: tf.reverse(image, [0, 1]),  # 3
+        lambda: tf.reverse(image, [0]),  # 4
+        lambda: transpose(image),  # 5
+        lambda: tf.image.rot90(image, k=3),  # 6: clockwise
+        lambda: transpose(tf.reverse(image, [0, 1])),  # 7
+        lambda: tf.image.rot90(image, k=1),  # 8: counter-clockwise
+    ]
+    orientation = tf.cast(orientation, tf.int32)
+    index = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
+    return tf.switch_case(index, branches)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TFImageDataset(ImageDataset):
     """A labelled image dataset: unbatched `(uint8 image, int32 label)` pairs.
@@ -79,26 +114,41 @@ class TFImageDataset(ImageDataset):
             object.__setattr__(self, "labels", labels)
 
     @classmethod
-    def from_files(cls, paths, labels, class_names, image_size):
+    def from_files(cls, paths, labels, class_names, image_size, orientations=None):
         """Image files decoded by `tf.io.decode_image` and resized to `image_size`.
 
         JPEG, PNG, GIF, BMP and WebP; grayscale and RGBA read as RGB, a GIF's
-        first frame; an image already of `image_size` passes through exactly,
-        the others are resized (`keras_simclr.data.resizing`).
+        first frame; the EXIF `orientations` applied (`orient_image`); an
+        image already of `image_size` passes through exactly, the others are
+        resized (`keras_simclr.data.resizing`).
 
         Args:
             paths: the files, in dataset order.
             labels: int32 `(N,)`, one per file.
             class_names: class names in label order.
             image_size: `(H, W)`.
+            orientations: `None`, or the EXIF orientation (1 to 8) of every
+                file, as `keras_simclr.data.image_check.inspect_images`
+                reads them. The pipeline orients images only when some
+                orientation is not 1.
         """
 
-        def load(path, label):
-            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-            return resize_image(image, image_size), label
+        def decode(path):
+            return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
-        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        def load(path, label):
+            return resize_image(decode(path), image_size), label
+
+        def load_oriented(path, label, orientation):
+            return resize_image(orient_image(decode(path), orientation), image_size), label
+
+        orientations = None if orientations is None else np.asarray(orientations, np.int32)
+        if orientations is not None and np.any(orientations != 1):
+            dataset = tf.data.Dataset.from_tensor_slices((paths, labels, orientations))
+            dataset = dataset.map(load_oriented, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+            dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
         return cls(
             dataset=dataset,
             num_examples=len(paths),
