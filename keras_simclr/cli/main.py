@@ -4,6 +4,7 @@
     keras-simclr pretrain --dataset cifar10 --output_dir runs/x [flags]
     keras-simclr linear_eval --encoder runs/x/encoder --image_folder DIR
     keras-simclr finetune --encoder runs/x/encoder --image_folder DIR --label_fraction 0.1
+    keras-simclr embed --encoder runs/x/encoder --image_folder DIR --output embeddings.parquet
 
 `keras-simclr SUBCOMMAND --helpfull` lists a subcommand's flags.
 
@@ -28,6 +29,7 @@ SUBCOMMANDS = {
     "pretrain": ("keras_simclr.cli.pretrain", "main"),
     "linear_eval": ("keras_simclr.cli.evaluate", "main_linear_eval"),
     "finetune": ("keras_simclr.cli.evaluate", "main_finetune"),
+    "embed": ("keras_simclr.cli.embed", "main"),
 }
 
 
