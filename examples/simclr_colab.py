@@ -212,11 +212,11 @@ print(f"kNN accuracy after {EPOCHS} epoch(s): {knn.results[EPOCHS]:.4f}")
 
 The loss falls as the two views of each image become each other's nearest
 neighbours (the contrastive accuracy counts how often that is so in a batch);
-the kNN accuracy rises from the random encoder's as the features come to
-separate the classes.
+the kNN accuracy rises above the random encoder's (the dotted line) as the
+features come to separate the classes.
 """
 
-ks.plot.training_curves(history)
+ks.plot.training_curves(history, knn_at_init=knn_at_init)
 
 """
 ## Export and reload the encoder

@@ -1,5 +1,6 @@
 """keras_simclr.plot: the augmentation grid, the training curves, their PNGs and callback."""
 
+import json
 import math
 import os
 
@@ -14,6 +15,7 @@ from keras_simclr.augment import SimCLRAugmentation
 from keras_simclr.evaluation import KNNMonitor
 from keras_simclr.models import ContrastiveModel
 from keras_simclr.models import ProjectionHead
+from tests.conftest import run_in_subprocess
 
 # log.csv as `keras-simclr pretrain` writes it: strings, kNN every other epoch.
 LOG_ROWS = [
@@ -125,6 +127,14 @@ def test_training_curves_skip_epochs_without_knn():
     assert _line(knn) == [(2, 0.31), (4, 0.36)]
     assert knn.get_xlim() == (0.5, 4.5)
     assert "0.36" in knn.get_title()
+    # The random initial encoder's kNN accuracy: a dotted line to beat.
+    knn = plot.training_curves(LOG_ROWS, knn_at_init="0.12").axes[2]
+    baseline = knn.get_lines()[1]
+    assert baseline.get_linestyle() == ":" and list(baseline.get_ydata()) == [0.12, 0.12]
+    assert [text.get_text() for text in knn.get_legend().get_texts()] == [
+        "trained encoder",
+        "random initial encoder",
+    ]
 
 
 def test_training_curves_take_a_history_and_its_dict():
@@ -154,6 +164,8 @@ def test_training_curves_take_a_history_and_its_dict():
 def test_training_curves_refuse_what_they_cannot_place(history, message):
     with pytest.raises(ValueError, match=message):
         plot.training_curves(history)
+    with pytest.raises(ValueError, match="Received: knn_at_init=1.5"):
+        plot.TrainingCurves("curves.png", knn_at_init=1.5)
 
 
 def test_save_training_curves_writes_a_png(tmp_path):
@@ -187,7 +199,7 @@ def test_training_curves_callback_rewrites_the_png_after_every_epoch(cifar_image
     images, labels = images[:64, ::2, ::2], labels[:64]  # 16x16
     path = str(tmp_path / "curves.png")
     # A resumed run: epoch 0 comes from log.csv, epochs 1-3 are trained now.
-    curves = plot.TrainingCurves(path, history=LOG_ROWS[:1])
+    curves = plot.TrainingCurves(path, history=LOG_ROWS[:1], knn_at_init=0.1)
     seen = []
 
     def read_back(epoch, logs):
@@ -214,3 +226,33 @@ def test_training_curves_callback_rewrites_the_png_after_every_epoch(cifar_image
     # The loss of epoch 1 (1-based) is the log's row.
     assert _line(plot.training_curves(seen[-1][2]).axes[0])[0] == (1, 5.2)
     assert os.listdir(tmp_path) == ["curves.png"]
+
+
+_MIRRORED_VIEWS = """
+import json, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_simclr.augment import SimCLRAugmentation
+from keras_simclr.plot.augmentation_grid import draw_views
+with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+    mirrored = SimCLRAugmentation(32, preset="cifar", seed=0)
+    mirrored.build((None, 32, 32, 3))
+plain = SimCLRAugmentation(32, preset="cifar", seed=0)
+images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+before = [v.numpy().tolist() for v in mirrored.variables]
+views, expected = draw_views(images, mirrored, seed=5), draw_views(images, plain, seed=5)
+print(json.dumps({
+    "variable": type(mirrored.variables[0].value).__name__,
+    "difference": max(float(np.abs(a - b).max()) for a, b in zip(views, expected)),
+    "restored": before == [v.numpy().tolist() for v in mirrored.variables],
+}))
+"""
+
+
+@pytest.mark.process
+def test_views_of_an_augmenter_built_under_a_mirrored_strategy():
+    # The CLI builds the recipe (its augmenter included) in the strategy's scope.
+    result = json.loads(
+        run_in_subprocess(_MIRRORED_VIEWS, backend="tensorflow").strip().splitlines()[-1]
+    )
+    assert result == {"variable": "MirroredVariable", "difference": 0.0, "restored": True}

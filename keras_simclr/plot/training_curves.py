@@ -88,7 +88,17 @@ def epoch_rows(history):
     return [table[epoch] for epoch in sorted(table)]
 
 
-def _draw(axis, rows, metric, title):
+def check_knn_at_init(knn_at_init):
+    """`knn_at_init` as a float in [0, 1] (or `None`); raises otherwise."""
+    if knn_at_init is None:
+        return None
+    value = _number(knn_at_init)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"knn_at_init must be in [0, 1]. Received: knn_at_init={knn_at_init!r}")
+    return value
+
+
+def _draw(axis, rows, metric, title, baseline=None):
     # Every panel spans all epochs (counted from 1), each an integer tick.
     axis.set_xlim(rows[0]["epoch"] + 0.5, rows[-1]["epoch"] + 1.5)
     drawn = []
@@ -99,22 +109,27 @@ def _draw(axis, rows, metric, title):
         if not points:
             continue
         x, y = zip(*points)
-        label = "validation" if name.startswith("val_") else "training"
+        if name.startswith("val_"):
+            label = "validation"
+        else:
+            label = "trained encoder" if baseline is not None else "training"
         axis.plot(x, y, style, marker="o", markersize=3, label=label)
         drawn.append((name, y[-1]))
+    if baseline is not None:
+        axis.axhline(baseline, linestyle=":", color="gray", label="random initial encoder")
     if not drawn:
         axis.text(0.5, 0.5, "not logged", ha="center", va="center", transform=axis.transAxes)
         axis.set_title(title)
     else:
         axis.set_title(f"{title} (last {drawn[0][1]:.4g})")
-    if len(drawn) > 1:
+    if len(drawn) + (baseline is not None) > 1:
         axis.legend()
     axis.set_xlabel("epoch")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
 
 
-def training_curves(history):
+def training_curves(history, knn_at_init=None):
     """A figure of the loss, contrastive accuracy and kNN accuracy per epoch.
 
     Three panels, epochs counted from 1: `loss`, `contrastive_accuracy`
@@ -122,48 +137,55 @@ def training_curves(history):
     (logged by `keras_simclr.evaluation.KNNMonitor`), each with its `val_`
     twin dashed where the history has one. Epochs where a metric was not
     logged (nan, e.g. kNN between evaluations) are skipped, not drawn as 0;
-    a panel with no value says "not logged".
+    a panel with no value says "not logged". With `knn_at_init`, a dotted
+    line marks the kNN accuracy of the random initial encoder: the value
+    training has to beat.
 
     Args:
         history: a `keras.callbacks.History` (what `fit` returns), its
             `.history` dict, or a list of per-epoch dicts such as the rows of
             `keras-simclr pretrain`'s `log.csv` (see `epoch_rows`).
+        knn_at_init: the kNN accuracy before training (e.g. `evaluate_knn`
+            on the untrained model, `metrics.json`'s `knn_accuracy_at_init`);
+            `None`: not drawn.
 
     Returns:
         a `matplotlib.figure.Figure` (shown inline in Jupyter).
 
     Raises:
-        ValueError: a `history` of another type, one without epochs, or a
+        ValueError: a `history` of another type, one without epochs, a
             dict whose lists differ in length (a `KNNMonitor` with
             `every_n_epochs > 1` logs fewer values than epochs; give rows
-            with nan instead), naming what was received.
+            with nan instead), or a `knn_at_init` outside [0, 1], naming
+            what was received.
 
     Example:
 
     ```python
     history = model.fit(batches, epochs=10, callbacks=[KNNMonitor(...)])
-    keras_simclr.plot.training_curves(history)
+    keras_simclr.plot.training_curves(history, knn_at_init=0.31)
 
     rows = list(csv.DictReader(open("runs/log.csv")))
     keras_simclr.plot.training_curves(rows)
     ```
     """
+    knn_at_init = check_knn_at_init(knn_at_init)
     rows = epoch_rows(history)
     if not rows:
         raise ValueError(f"history holds no epochs. Received: history={history!r}")
     figure = InlineFigure(figsize=(12, 3.6), layout="constrained")
     axes = figure.subplots(1, len(PANELS))
     for axis, (metric, title) in zip(axes, PANELS):
-        _draw(axis, rows, metric, title)
+        _draw(axis, rows, metric, title, knn_at_init if metric == "knn_accuracy" else None)
     return figure
 
 
-def save_training_curves(path, history, dpi=100):
+def save_training_curves(path, history, knn_at_init=None, dpi=100):
     """Writes `training_curves(history)` as a PNG, atomically.
 
     Args:
         path: the PNG's path (e.g. `OUTPUT_DIR/curves.png`).
-        history: as in `training_curves`.
+        history, knn_at_init: as in `training_curves`.
         dpi: dots per inch of the PNG.
 
     Returns:
@@ -178,4 +200,4 @@ def save_training_curves(path, history, dpi=100):
     save_training_curves("runs/curves.png", model.fit(batches, epochs=10))
     ```
     """
-    return save_figure(training_curves(history), path, dpi=dpi)
+    return save_figure(training_curves(history, knn_at_init=knn_at_init), path, dpi=dpi)

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_simclr.plot.training_curves import check_knn_at_init
 from keras_simclr.plot.training_curves import epoch_rows
 from keras_simclr.plot.training_curves import save_training_curves
 
@@ -24,11 +25,13 @@ class TrainingCurves(keras.callbacks.Callback):
         history: earlier epochs, in any form `training_curves` takes
             (a `History`, its dict, or per-epoch rows with `"epoch"`
             0-based); `None`: none.
+        knn_at_init: the random initial encoder's kNN accuracy, drawn as a
+            dotted line (see `training_curves`); `None`: not drawn.
         dpi: dots per inch of the PNG.
 
     Raises:
-        ValueError: a `history` that `training_curves` would refuse, here,
-            before training.
+        ValueError: a `history` or `knn_at_init` that `training_curves`
+            would refuse, here, before training.
 
     Example:
 
@@ -38,13 +41,14 @@ class TrainingCurves(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, path, history=None, dpi=100):
+    def __init__(self, path, history=None, knn_at_init=None, dpi=100):
         super().__init__()
         self.path = path
+        self.knn_at_init = check_knn_at_init(knn_at_init)
         self.dpi = dpi
         self.rows = epoch_rows(history) if history is not None else []
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows = [row for row in self.rows if row["epoch"] != epoch]
         self.rows.append({**(logs or {}), "epoch": epoch})
-        save_training_curves(self.path, self.rows, dpi=self.dpi)
+        save_training_curves(self.path, self.rows, knn_at_init=self.knn_at_init, dpi=self.dpi)
