@@ -42,6 +42,8 @@ def orient_image(image, orientation):
         the upright image, `(W, H, C)` for orientations 5 to 8.
     """
 
+    image = tf.convert_to_tensor(image)
+
     def transpose(x):
         return tf.transpose(x, [1, 0, 2])
 

@@ -123,3 +123,13 @@ def test_untagged_and_invalid_orientations_are_left_as_stored(tmp_path):
     stored = np.asarray(Image.open(tmp_path / "c.jpg").convert("RGB"))
     for image in load_image_folder(str(tmp_path), in_memory=True).arrays()[0]:
         np.testing.assert_array_equal(image, stored)
+
+
+def test_orient_image_is_the_exif_meaning_on_a_non_square_array():
+    from keras_simclr.data.tf_image_dataset import orient_image
+
+    array = np.arange(3 * 5 * 2, dtype=np.uint8).reshape(3, 5, 2)
+    for k in range(1, 9):
+        np.testing.assert_array_equal(orient_image(array, k).numpy(), _upright(array, k))
+    for invalid in (0, 9, -1):
+        np.testing.assert_array_equal(orient_image(array, invalid).numpy(), array)
