@@ -194,6 +194,7 @@ def _tiny_model():
     return model
 
 
+@pytest.mark.slow
 def test_training_curves_callback_rewrites_the_png_after_every_epoch(cifar_images, tmp_path):
     images, labels = cifar_images
     images, labels = images[:64, ::2, ::2], labels[:64]  # 16x16
