@@ -1,8 +1,11 @@
 """`keras-simclr pretrain`'s flags, their checks, and the recipe they choose."""
 
+import os
+
 from absl import flags
 
 from keras_simclr import recipes
+from keras_simclr.cli.data_sources import has_split_layout
 from keras_simclr.cli.errors import PretrainError
 from keras_simclr.cli.flag_config import FlagDefiner
 
@@ -43,7 +46,21 @@ def define_flags(flag_values=flags.FLAGS):
     )
     define.string("dataset", None, "tfds dataset name, e.g. cifar10, stl10, imagenet2012.")
     define.string("tfds_data_dir", None, "tfds data_dir (where `tfds.load` looks for data).")
-    define.string("image_folder", None, "Image folder root: ROOT/<split>/<class>/*.jpg.")
+    define.string(
+        "image_folder",
+        None,
+        "Folder of images. ROOT/<train_split>/<class>/*.jpg: pretrain on the train split, "
+        "kNN-evaluate on the eval split. Any other folder (flat or nested; .jpg .jpeg .png "
+        ".bmp .gif .webp at any depth, EXIF orientation applied): pretrain on every image, "
+        "unlabelled; kNN only with --eval_folder.",
+    )
+    define.string(
+        "eval_folder",
+        None,
+        "Labelled folder for the kNN evaluation, ROOT/{<train_split>,<eval_split>}/<class>/*: "
+        "its train split is the memory bank, its eval split the queries (e.g. to evaluate "
+        "pretraining on an unlabelled --image_folder).",
+    )
     define.enum(
         "input_pipeline",
         "auto",
@@ -53,7 +70,11 @@ def define_flags(flag_values=flags.FLAGS):
         "TensorFlow; auto: numpy on the JAX backend for --image_folder, else tf. "
         "tfds datasets (--dataset) always use tf.",
     )
-    define.string("train_split", "train", "Split to pretrain on (and the kNN memory bank).")
+    define.string(
+        "train_split",
+        "train",
+        "Split to pretrain on (and the kNN memory bank); of --eval_folder: the memory bank.",
+    )
     define.string("eval_split", "test", "Split whose images are the kNN queries.")
     define.integer("train_examples", None, "Use only the first N training examples (quick runs).")
     define.string("model", "resnet18_cifar", "Encoder: resnet18_cifar, resnet50, resnet50_2x, ...")
@@ -175,6 +196,8 @@ def validate_flags(config):
         )
     if not config["output_dir"]:
         raise PretrainError("--output_dir is required. Received: output_dir=None")
+    if config.get("eval_folder"):
+        _check_eval_folder(config)
     if config["train_examples"] is not None and config["train_examples"] < 1:
         raise PretrainError(
             "--train_examples must be at least 1 (leave it unset for all). "
@@ -187,6 +210,24 @@ def validate_flags(config):
         if message.split(" ", 1)[0] in config:  # "learning_rate must be ..." names a flag
             message = "--" + message
         raise PretrainError(message) from None
+
+
+def _check_eval_folder(config):
+    """Raises `PretrainError` unless `--eval_folder` has the labelled split layout."""
+    folder = config["eval_folder"]
+    if not os.path.isdir(folder):
+        raise PretrainError(
+            "--eval_folder does not exist or is not a folder; it must hold "
+            f"ROOT/{{{config['train_split']},{config['eval_split']}}}/<class>/ images. "
+            f"Received: eval_folder={folder!r}"
+        )
+    for flag in ("train_split", "eval_split"):
+        if not has_split_layout(folder, config[flag]):
+            raise PretrainError(
+                f"--eval_folder has no {config[flag]}/<class>/ folders (--{flag}); it must hold "
+                f"ROOT/{{{config['train_split']},{config['eval_split']}}}/<class>/ images. "
+                f"Received: eval_folder={folder!r}"
+            )
 
 
 def resolve_input_pipeline(config):
