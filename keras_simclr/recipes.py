@@ -164,18 +164,14 @@ def validate(method="simclr", **choices):
         method: one of `METHODS`.
         **choices: `build`'s keyword arguments (unknown ones are ignored).
     """
-    from keras_simclr.models import ENCODERS
+    from keras_simclr.models import check_encoder
 
     defaults = dict(encoder="resnet18_cifar", batch_size=256, epochs=100, momentum=0.9)
     defaults.update(augmentation="auto", learning_rate_scaling="linear", queue_size=65536)
     c = {**defaults, **choices}
     encoder, batch_size, momentum = c["encoder"], c["batch_size"], c["momentum"]
     _check_choice("method", method, METHODS)
-    if encoder not in ENCODERS:
-        raise ValueError(
-            f"Unknown model; known models: {', '.join(sorted(ENCODERS))}. "
-            f"Received: model={encoder!r}"
-        )
+    check_encoder(encoder)
     _check_choice("augmentation", c["augmentation"] or "auto", AUGMENTATIONS)
     _check_choice("learning_rate_scaling", c["learning_rate_scaling"], LEARNING_RATE_SCALINGS)
     if c.get("optimizer") is not None:
@@ -189,6 +185,7 @@ def validate(method="simclr", **choices):
             "width_multiplier must be > 0 (None keeps the model's own). "
             f"Received: width_multiplier={width}"
         )
+    check_encoder(encoder, width)  # a keras_hub: / keras_applications: backbone refuses it
     for name in ("learning_rate", "weight_decay", "warmup_epochs"):
         value = c.get(name)
         if value is not None and not (math.isfinite(value) and value >= 0):
@@ -249,8 +246,10 @@ def build(
         epochs: the epochs the schedule is planned for.
         train_examples: the number of training images (steps per epoch =
             `train_examples // batch_size`; the last partial batch is dropped).
-        encoder: a name from `keras_simclr.models.ENCODERS`.
-        width_multiplier: overrides the encoder's width (e.g. 0.25).
+        encoder: a name from `keras_simclr.models.ENCODERS`,
+            `"keras_hub:<preset or directory>"` or `"keras_applications:<name>"`
+            (see `keras_simclr.models.create_encoder`).
+        width_multiplier: overrides a named ResNet's width (e.g. 0.25).
         num_classes: trains an online linear probe on labelled batches; `None`
             for none.
         seed: seeds the augmentation (and MoCo's key shuffling).

@@ -77,7 +77,17 @@ class ContrastiveModel(TwoViewModel):
     Args:
         encoder: a `keras.Model` mapping float32 images in [0, 1],
             `(batch, H, W, 3)`, to features h, `(batch, F)`; available
-            after training as `model.encoder`.
+            after training as `model.encoder`. Any Keras image backbone
+            works: a `keras.applications` model built with
+            `include_top=False, pooling="avg"`, or a functional model whose
+            output is a feature map `(batch, H, W, C)` (a keras-hub image
+            backbone, e.g. `keras_hub.models.ResNetBackbone`), which is
+            average-pooled (`keras_simclr.models.pooled_encoder`; then
+            `model.encoder` is the pooled model). The images reach it in
+            [0, 1]: for pretrained weights that expect their own input
+            scaling, build it with `create_encoder("keras_hub:<preset>" |
+            "keras_applications:<name>", ...)` or `pooled_encoder(...,
+            preprocessing=InputScaling(...))`.
         projection_head: a layer mapping h to projections z (e.g.
             `ProjectionHead`).
         augmenter: a layer that draws one random view of each image in a

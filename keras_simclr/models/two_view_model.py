@@ -10,6 +10,7 @@ from keras_simclr.augment.image_utils import to_unit_float
 from keras_simclr.models import full_batches
 from keras_simclr.models import input_checks
 from keras_simclr.models import two_view_inputs
+from keras_simclr.models.backbone_encoder import as_feature_encoder
 from keras_simclr.models.base_model import BaseModel
 from keras_simclr.models.projection_head import ProjectionHead
 from keras_simclr.utils.validation import validate_temperature
@@ -57,7 +58,9 @@ class TwoViewModel(BaseModel):
                 "`num_classes` must be at least 2 (or None for no probe). "
                 f"Received: num_classes={num_classes}"
             )
-        self.encoder = encoder
+        # A backbone whose output is a feature map (a keras-hub image
+        # backbone) is average-pooled to features.
+        self.encoder = as_feature_encoder(encoder)
         self.projection_head = projection_head
         self.augmenter = augmenter
         self.num_classes = None if num_classes is None else int(num_classes)
