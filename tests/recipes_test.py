@@ -94,3 +94,48 @@ def test_bad_choices_are_named(overrides, received):
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="method='byol'"):
         recipes.build("byol", image_size=32, **SMALL)
+
+
+# Backbones have their own width: no width_multiplier.
+BACKBONE_SMALL = dict(batch_size=64, epochs=10, train_examples=650)
+
+
+@pytest.mark.parametrize(
+    "overrides, received",
+    [
+        ({"encoder": "keras_applications:ResNet9"}, "model='keras_applications:ResNet9'"),
+        ({"encoder": "keras_hub:resnet_9000"}, "Unknown keras-hub preset.*'keras_hub:resnet_9000'"),
+        (
+            {"encoder": "keras_applications:MobileNet", "width_multiplier": 0.25},
+            "built-in ResNets only.*width_multiplier=0.25",
+        ),
+    ],
+)
+def test_bad_backbone_names_are_refused_before_any_work(overrides, received):
+    pytest.importorskip("keras_hub")
+    with pytest.raises(ValueError, match=received):
+        recipes.validate("simclr", **overrides)
+
+
+def test_a_keras_applications_backbone_builds_in_a_recipe():
+    recipe = recipes.build(
+        "simclr_v2", image_size=32, encoder="keras_applications:MobileNet", **BACKBONE_SMALL
+    )
+    model = recipe.model
+    model.build((None, 32, 32, 3))
+    assert model.encoder.name == "keras_applications_mobilenet"
+    # MobileNet (alpha 1): 1024 features into the 3-layer head.
+    assert model.projection_head.dense_layers[0].kernel.shape[0] == 1024
+
+
+def test_a_local_keras_hub_preset_builds_a_moco_recipe(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    from tests.models.backbone_encoder_test import tiny_resnet_backbone
+
+    path = str(tmp_path / "preset")
+    tiny_resnet_backbone(image_shape=(None, None, 3)).save_to_preset(path)
+    recipes.validate("moco_v2", encoder="keras_hub:" + path, queue_size=4096)
+    recipe = recipes.moco_v2(image_size=32, encoder="keras_hub:" + path, **BACKBONE_SMALL)
+    recipe.model.build((None, 32, 32, 3))
+    assert recipe.model.encoder.output.shape == (None, 32)
+    assert isinstance(recipe.model.encoder.layers[1], keras_hub.models.ResNetBackbone)

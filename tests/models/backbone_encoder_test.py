@@ -24,6 +24,7 @@ from keras_simclr.models import pooled_encoder
 from keras_simclr.models import synchronize_batchnorm
 from keras_simclr.models.applications_encoder import application_names
 from keras_simclr.models.applications_encoder import application_scaling
+from tests.conftest import run_in_subprocess
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -253,3 +254,16 @@ def test_keras_hub_not_installed(monkeypatch):
         create_encoder("keras_hub:x", 32)
     with pytest.raises(ValueError, match=r"pip install keras-simclr\[hub\]"):
         check_encoder("keras_hub:resnet_18_imagenet")
+
+
+@pytest.mark.process
+def test_keras_hub_is_imported_only_when_a_keras_hub_backbone_is_asked_for():
+    # keras-hub is an optional extra: the models, the recipes and the other
+    # backbones never import it (JAX backend: no TensorFlow in the way either).
+    code = (
+        "import sys, keras_simclr.models as models, keras_simclr.recipes as recipes\n"
+        "recipes.validate('simclr', encoder='keras_applications:MobileNet')\n"
+        "models.create_encoder('keras_applications:MobileNet', 32, alpha=0.25)\n"
+        "print('keras_hub' in sys.modules)\n"
+    )
+    assert run_in_subprocess(code, backend="jax").split()[-1] == "False"
