@@ -88,6 +88,12 @@ def test_keras_hub_resnet_backbone_trains_exports_and_reloads(cifar_images, tmp_
     assert features.shape == (8, 32)
     reloaded = keras.saving.load_model(os.path.join(tmp_path, "encoder", "encoder.keras"))
     assert isinstance(reloaded.layers[1], keras_hub.models.ResNetBackbone)
+    # The whole model (a checkpoint) round-trips through .keras too.
+    model.save(tmp_path / "model.keras")
+    whole = keras.saving.load_model(tmp_path / "model.keras")
+    queries = cifar_images[0][8:16].astype("float32") / 255.0
+    got = keras.ops.convert_to_numpy(whole.encoder(queries, training=False))
+    np.testing.assert_allclose(got, features, atol=1e-5)
 
 
 def test_keras_applications_model_trains_exports_and_reloads(cifar_images, tmp_path):
@@ -184,6 +190,21 @@ def test_sync_batchnorm_rebuilds_every_batchnorm_synchronized(local_preset):
         keras.ops.convert_to_numpy(encoder(images, training=False)),
         keras.ops.convert_to_numpy(unsynced(images, training=False)),
         atol=1e-6,
+    )
+    # The CLI copies a synchronized encoder's weights into an unsynchronized
+    # one-device copy (kNN, export): same weights, same order.
+    rng = np.random.default_rng(6)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in encoder.get_weights()]
+    for weight, variable in zip(weights, encoder.weights):
+        if "variance" in variable.path:
+            weight[...] = np.abs(weight) + 0.5
+    encoder.set_weights(weights)
+    unsynced.set_weights(encoder.get_weights())
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(unsynced(images, training=False)),
+        keras.ops.convert_to_numpy(encoder(images, training=False)),
+        rtol=1e-5,
+        atol=1e-5,
     )
     # A model without BatchNorm comes back as it is.
     plain = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 1)])
