@@ -77,7 +77,16 @@ def define_flags(flag_values=flags.FLAGS):
     )
     define.string("eval_split", "test", "Split whose images are the kNN queries.")
     define.integer("train_examples", None, "Use only the first N training examples (quick runs).")
-    define.string("model", "resnet18_cifar", "Encoder: resnet18_cifar, resnet50, resnet50_2x, ...")
+    define.string(
+        "model",
+        "resnet18_cifar",
+        "Encoder: resnet18_cifar, resnet50, resnet50_2x, ...; keras_hub:<preset> (a keras-hub "
+        "image backbone: a preset such as resnet_50_imagenet or a kaggle:// / hf:// handle, "
+        "downloaded on first use, or a local preset directory written by "
+        "backbone.save_to_preset(dir), which works offline; pip install keras-simclr[hub]); "
+        "keras_applications:<Name> (e.g. ResNet50, MobileNetV3Small; random weights). "
+        "Backbones take no --width_multiplier.",
+    )
     define.float(
         "width_multiplier",
         None,

@@ -194,7 +194,7 @@ class MoCoModel(TwoViewModel):
         self.momentum = float(momentum)
         self.shuffle_bn_splits = int(shuffle_bn_splits)
         self.seed = seed
-        self.key_encoder = _clone(encoder, "key_")
+        self.key_encoder = _clone(self.encoder, "key_")
         self.key_projection_head = _clone(projection_head, "key_")
         self.momentum_update = _MomentumUpdate(self._momentum_pairs, name="momentum_update")
         self.shuffle_seed_generator = keras.random.SeedGenerator(seed)

@@ -17,6 +17,7 @@ from keras_simclr.export import export_encoder
 from keras_simclr.export import load_encoder
 from keras_simclr.models import ContrastiveModel
 from keras_simclr.models import InputScaling
+from keras_simclr.models import MoCoModel
 from keras_simclr.models import ProjectionHead
 from keras_simclr.models import check_encoder
 from keras_simclr.models import create_encoder
@@ -94,6 +95,23 @@ def test_keras_hub_resnet_backbone_trains_exports_and_reloads(cifar_images, tmp_
     queries = cifar_images[0][8:16].astype("float32") / 255.0
     got = keras.ops.convert_to_numpy(whole.encoder(queries, training=False))
     np.testing.assert_allclose(got, features, atol=1e-5)
+
+
+def test_moco_pools_a_raw_backbone_for_its_query_and_key_encoders(cifar_images):
+    keras.utils.set_random_seed(0)
+    model = MoCoModel(
+        encoder=tiny_resnet_backbone(),
+        projection_head=ProjectionHead(num_layers=2, output_dim=16),
+        augmenter=SimCLRAugmentation(32, preset="cifar", seed=1),
+        queue_size=16,
+        shuffle_bn_splits=2,
+    )
+    # The key encoder is a copy of the pooled query encoder, not of the raw feature map.
+    assert model.encoder.output.shape == (None, 32)
+    assert model.key_encoder.output.shape == (None, 32)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(cifar_images[0][:8], batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0
 
 
 def test_keras_applications_model_trains_exports_and_reloads(cifar_images, tmp_path):
