@@ -12,6 +12,10 @@ LOG_FILE = "log.csv"
 CHECKPOINT = "checkpoint.keras"
 PREVIOUS = "checkpoint.prev.keras"
 CHECKPOINT_TMP = "checkpoint.tmp.keras"
+# Two views of a few training images (written at the start), and the curves
+# (rewritten after every epoch).
+AUGMENTATIONS_FILE = "augmentations.png"
+CURVES_FILE = "curves.png"
 
 
 def checkpoint_files(directory):
@@ -67,7 +71,7 @@ def finished_result(output_dir, flags, saved):
 
 def fresh_start(output_dir):
     """Removes what an earlier run left that a new one would mix with."""
-    for name in (CHECKPOINT, PREVIOUS, CHECKPOINT_TMP, METRICS_FILE, LOG_FILE):
+    for name in (CHECKPOINT, PREVIOUS, CHECKPOINT_TMP, METRICS_FILE, LOG_FILE, CURVES_FILE):
         remove_if_present(os.path.join(output_dir, name))
 
 

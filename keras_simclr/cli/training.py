@@ -16,6 +16,7 @@ from absl import logging
 from keras_simclr import distribute
 from keras_simclr import recipes
 from keras_simclr.cli.data_sources import EVALUATION_BATCH_SIZE
+from keras_simclr.cli.data_sources import knn_skip_reason
 from keras_simclr.cli.data_sources import load_training_data
 from keras_simclr.cli.errors import PretrainError
 from keras_simclr.cli.local_encoder import LocalEncoderKNN
@@ -27,6 +28,8 @@ from keras_simclr.cli.pretrain_flags import validate_flags
 from keras_simclr.cli.run_config import CONFIG_FILE
 from keras_simclr.cli.run_config import merge_resumed_flags
 from keras_simclr.cli.run_config import write_run_config
+from keras_simclr.cli.run_folder import AUGMENTATIONS_FILE
+from keras_simclr.cli.run_folder import CURVES_FILE
 from keras_simclr.cli.run_folder import LOG_FILE
 from keras_simclr.cli.run_folder import METRICS_FILE
 from keras_simclr.cli.run_folder import fresh_start
@@ -74,7 +77,7 @@ def _check_batch_split(config, replicas):
         )
 
 
-def _callbacks(config, write_dir, steps_per_epoch, knn, throughput):
+def _callbacks(config, write_dir, steps_per_epoch, knn, throughput, knn_at_init):
     import keras
 
     from keras_simclr.cli.checkpointing import EpochCheckpoint
@@ -82,6 +85,7 @@ def _callbacks(config, write_dir, steps_per_epoch, knn, throughput):
     from keras_simclr.cli.epoch_seeds import EpochSeeds
     from keras_simclr.cli.faults import FaultInjection
     from keras_simclr.evaluation import NonFiniteLossGuard
+    from keras_simclr.plot import TrainingCurves
 
     callbacks = [
         FaultInjection(),
@@ -90,13 +94,20 @@ def _callbacks(config, write_dir, steps_per_epoch, knn, throughput):
         LearningRateLogger(),
         # Before kNN: an evaluation failure never loses the epoch.
         EpochCheckpoint(write_dir, steps_per_epoch),
-        knn,
+        *([knn] if knn is not None else []),
         # CSVLogger fixes its columns at the first epoch: give every epoch a
         # knn_accuracy entry (NaN where kNN was not evaluated).
         keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: logs.setdefault("knn_accuracy", float("nan"))
         ),
         keras.callbacks.CSVLogger(os.path.join(write_dir, LOG_FILE), append=True),
+        # After kNN and the knn_accuracy default: the epoch's logs are complete.
+        # A resumed run draws its earlier epochs from log.csv (truncated already).
+        TrainingCurves(
+            os.path.join(write_dir, CURVES_FILE),
+            history=log_rows(os.path.join(write_dir, LOG_FILE)),
+            knn_at_init=knn_at_init,
+        ),
         keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
     ]
     if config["deterministic"]:
@@ -104,14 +115,14 @@ def _callbacks(config, write_dir, steps_per_epoch, knn, throughput):
     return callbacks
 
 
-def _knn_monitor(config, train, evaluation, encoder):
+def _knn_monitor(config, bank, queries, encoder):
     from keras_simclr.evaluation import KNNMonitor
 
     monitor = KNNMonitor if encoder is None else LocalEncoderKNN
     return monitor(
-        train_data=train.evaluation_batches(EVALUATION_BATCH_SIZE),
-        test_data=evaluation.evaluation_batches(EVALUATION_BATCH_SIZE),
-        num_classes=train.num_classes,
+        train_data=bank.evaluation_batches(EVALUATION_BATCH_SIZE),
+        test_data=queries.evaluation_batches(EVALUATION_BATCH_SIZE),
+        num_classes=bank.num_classes,
         k=config["knn_k"],
         temperature=config["knn_temperature"],
         every_n_epochs=config["knn_every"] or config["epochs"],
@@ -178,9 +189,10 @@ def _metrics(model, config, final_knn, initial_epoch, throughput, settings, writ
         for row in rows
         if row.get("knn_accuracy") not in (None, "", "nan")
     }
-    knn_per_epoch[str(config["epochs"])] = float(final_knn)
+    if final_knn is not None:
+        knn_per_epoch[str(config["epochs"])] = float(final_knn)
     return {
-        "knn_accuracy": float(final_knn),
+        "knn_accuracy": None if final_knn is None else float(final_knn),
         "knn_accuracy_per_epoch": knn_per_epoch,
         "loss_per_epoch": [float(row["loss"]) for row in rows],
         "learning_rate_per_epoch": [float(row["learning_rate"]) for row in rows],
@@ -193,6 +205,28 @@ def _metrics(model, config, final_knn, initial_epoch, throughput, settings, writ
         "model": config["model"],
         **settings,
     }
+
+
+def _summary(config, metrics, role, output_dir, write_dir):
+    """The run's last console line: trained kNN beside the random encoder's, speed, outputs."""
+    parts = []
+    if metrics["knn_accuracy"] is None:
+        parts.append(f"Pretrained {config['epochs']} epochs (no kNN evaluation)")
+    else:
+        knn = (
+            f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
+            f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs"
+        )
+        if metrics["knn_accuracy_at_init"] is not None:
+            knn += f" ({metrics['knn_accuracy_at_init']:.4f} at initialisation)"
+        parts.append(knn)
+    if metrics["images_per_second"]:
+        parts.append(f"{metrics['images_per_second']:.1f} images/s")
+    if role.is_chief:
+        parts.append(f"outputs in {output_dir}")
+    else:
+        parts.append(f"this worker's copies in {write_dir}; the chief writes {output_dir}")
+    return "; ".join(parts)
 
 
 def train(flags, saved, resuming, strategy, role, write_dir):
@@ -222,7 +256,8 @@ def train(flags, saved, resuming, strategy, role, write_dir):
     if config["deterministic"]:
         enable_op_determinism()
 
-    train_data, evaluation, batches, image_size = load_training_data(config)
+    data = load_training_data(config)
+    train_data, batches, image_size = data.train, data.batches, data.image_size
     if resuming:
         recorded = saved.get("resolved", {}).get("train_examples")
         if recorded is not None and recorded != train_data.num_examples:
@@ -245,7 +280,7 @@ def train(flags, saved, resuming, strategy, role, write_dir):
             config["method"],
             image_size=image_size,
             train_examples=train_data.num_examples,
-            num_classes=train_data.num_classes,
+            num_classes=data.probe_classes,
             # Global BatchNorm whenever the batch is split over devices.
             sync_batchnorm=replicas > 1,
             **recipe_arguments(config),
@@ -261,8 +296,12 @@ def train(flags, saved, resuming, strategy, role, write_dir):
     _agree_on(strategy, role, initial_epoch, "the epoch to resume from", output_dir)
     # Several replicas: kNN and the export use a one-device copy of the encoder.
     encoder = local_encoder(config, image_size) if replicas > 1 else None
-    knn = _knn_monitor(config, train_data, evaluation, encoder)
-    knn_at_init = _knn_at_init(knn, model, saved, resuming)
+    if data.knn_bank is None:
+        knn = knn_at_init = None
+        print(knn_skip_reason(config))
+    else:
+        knn = _knn_monitor(config, data.knn_bank, data.knn_queries, encoder)
+        knn_at_init = _knn_at_init(knn, model, saved, resuming)
     settings = {name: recipe.settings[name] for name in RECORDED_SETTINGS}
     settings.update(
         replicas=replicas,
@@ -274,6 +313,17 @@ def train(flags, saved, resuming, strategy, role, write_dir):
         knn_accuracy_at_init=knn_at_init,
     )
     write_run_config(write_dir, flags, settings)
+    if role.is_chief:
+        from keras_simclr.plot import save_augmentations
+
+        # A few training images and two views of each, from the run's own augmenter.
+        images = train_data.take(8).arrays()[0]
+        save_augmentations(
+            os.path.join(write_dir, AUGMENTATIONS_FILE),
+            images,
+            recipe.augmenter,
+            seed=config["seed"],
+        )
     if role.num_workers > 1 and keras.backend.backend() == "jax":
         # Each JAX process feeds its own part of every global batch.
         batches = distribute.process_part(batches, role.task_id, role.num_workers)
@@ -284,9 +334,11 @@ def train(flags, saved, resuming, strategy, role, write_dir):
     truncate_log(os.path.join(write_dir, LOG_FILE), initial_epoch)
     throughput = Throughput(config["batch_size"] * steps_per_epoch)
     if initial_epoch < config["epochs"]:
-        callbacks = _callbacks(config, write_dir, steps_per_epoch, knn, throughput)
+        callbacks = _callbacks(config, write_dir, steps_per_epoch, knn, throughput, knn_at_init)
         _fit(model, batches, config, initial_epoch, callbacks, write_dir)
-    if config["epochs"] in knn.results:
+    if knn is None:
+        final_knn = None
+    elif config["epochs"] in knn.results:
         final_knn = knn.results[config["epochs"]]
     else:  # resumed after the last epoch had finished
         knn.set_model(model)
@@ -294,17 +346,5 @@ def train(flags, saved, resuming, strategy, role, write_dir):
     _export(model, encoder, role, write_dir, image_size)
     metrics = _metrics(model, config, final_knn, initial_epoch, throughput, settings, write_dir)
     write_json(os.path.join(write_dir, METRICS_FILE), metrics)
-    ips = metrics["images_per_second"]
-    at_init = metrics["knn_accuracy_at_init"]
-    print(
-        f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
-        f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs"
-        + (f" ({at_init:.4f} at initialisation); " if at_init is not None else "; ")
-        + (f"{ips:.1f} images/s; " if ips else "")
-        + (
-            f"outputs in {output_dir}"
-            if role.is_chief
-            else f"this worker's copies in {write_dir}; the chief writes {output_dir}"
-        )
-    )
+    print(_summary(config, metrics, role, output_dir, write_dir))
     return metrics

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import keras
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -27,6 +28,7 @@ def _config(**overrides):
         "dataset": None,
         "tfds_data_dir": None,
         "image_folder": None,
+        "eval_folder": None,
         "input_pipeline": "auto",
         "train_split": "train",
         "eval_split": "test",
@@ -76,6 +78,12 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     assert os.listdir(os.path.join(output, "tensorboard"))
     assert os.path.isfile(os.path.join(output, "encoder", "saved_model.pb"))
     assert os.path.isfile(os.path.join(output, "encoder", "encoder.keras"))
+    # The pictures: augmented views at the start, curves after every epoch.
+    for name in ("augmentations.png", "curves.png"):
+        path = os.path.join(output, name)
+        assert os.path.getsize(path) > 10_000, name
+        assert matplotlib.image.imread(path).shape[2] == 4, name  # a valid RGBA PNG
+    curves_written = os.stat(os.path.join(output, "curves.png")).st_mtime_ns
     with open(os.path.join(output, "metrics.json")) as f:
         written = json.load(f)
     assert written == json.loads(json.dumps(metrics))
@@ -111,6 +119,8 @@ def test_pretrain_end_to_end_then_resume(cifar_folder, tmp_path):
     assert len(resumed["loss_per_epoch"]) == 3
     with open(os.path.join(output, "log.csv")) as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+    # Redrawn after the resumed epoch (with epochs 1-2 from log.csv).
+    assert os.stat(os.path.join(output, "curves.png")).st_mtime_ns > curves_written
     # Training went on from the saved weights, not from a fresh start.
     model = keras.saving.load_model(os.path.join(output, "checkpoint.keras"))
     assert len(model.weights) == len(checkpoint_weights)
