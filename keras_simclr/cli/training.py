@@ -209,13 +209,14 @@ def _metrics(model, config, final_knn, initial_epoch, throughput, settings, writ
 
 def _summary(config, metrics, role, output_dir, write_dir):
     """The run's last console line: trained kNN beside the random encoder's, speed, outputs."""
+    epochs = f"{config['epochs']} epoch" + ("s" if config["epochs"] != 1 else "")
     parts = []
     if metrics["knn_accuracy"] is None:
-        parts.append(f"Pretrained {config['epochs']} epochs (no kNN evaluation)")
+        parts.append(f"Pretrained {epochs} (no kNN evaluation)")
     else:
         knn = (
             f"kNN accuracy (k={config['knn_k']}, T={config['knn_temperature']}): "
-            f"{metrics['knn_accuracy']:.4f} after {config['epochs']} epochs"
+            f"{metrics['knn_accuracy']:.4f} after {epochs}"
         )
         if metrics["knn_accuracy_at_init"] is not None:
             knn += f" ({metrics['knn_accuracy_at_init']:.4f} at initialisation)"
