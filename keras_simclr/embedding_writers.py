@@ -89,8 +89,16 @@ class EmbeddingWriter:
         """Appends a batch: relative `paths`, float32 `features` `(B, D)`, int `labels` `(B,)`."""
         raise NotImplementedError
 
+    def _release(self):
+        """Closes what the writer holds open (files, a memory map); a no-op by default.
+
+        `close` and `abort` call it first; it must be safe to call twice and
+        before `open`.
+        """
+
     def close(self):
         """Finishes the output; raises if fewer rows were written than announced."""
+        self._release()
         if self.rows_written != self.num_rows:
             raise ValueError(
                 f"{self.path} was given {self.rows_written} rows, not the {self.num_rows} "
@@ -99,6 +107,7 @@ class EmbeddingWriter:
 
     def abort(self):
         """Removes what was written (after a failure); a file never opened is left alone."""
+        self._release()
         if not self.opened:
             return
         for path in self.files():
@@ -139,14 +148,6 @@ class NpyWriter(EmbeddingWriter):
             self._index_file.close()
             self._index_file = None
 
-    def close(self):
-        self._release()
-        super().close()
-
-    def abort(self):
-        self._release()
-        super().abort()
-
 
 class CsvWriter(EmbeddingWriter):
     """One CSV: `path`, [`label`, `class_name`], `f0` ... `f{D-1}`."""
@@ -171,14 +172,6 @@ class CsvWriter(EmbeddingWriter):
         if getattr(self, "_file", None) is not None:
             self._file.close()
             self._file = None
-
-    def close(self):
-        self._release()
-        super().close()
-
-    def abort(self):
-        self._release()
-        super().abort()
 
 
 class ParquetWriter(EmbeddingWriter):
@@ -215,14 +208,6 @@ class ParquetWriter(EmbeddingWriter):
         if getattr(self, "_writer", None) is not None:
             self._writer.close()
             self._writer = None
-
-    def close(self):
-        self._release()
-        super().close()
-
-    def abort(self):
-        self._release()
-        super().abort()
 
 
 # extension -> writer class.
