@@ -4,7 +4,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +13,8 @@ from keras_simclr.cli import pretrain
 from keras_simclr.export import load_encoder
 from tests.cli.error_contract_test import _fails_with_one_line
 from tests.cli.pretrain_test import _config
+from tests.cli.tiny_run import TINY_ANY_MODEL
+from tests.cli.tiny_run import pretrain_command
 from tests.cli.tiny_run import tiny_env
 from tests.conftest import decode_cifar
 
@@ -22,29 +23,18 @@ keras_hub = pytest.importorskip("keras_hub")
 
 @pytest.fixture(scope="module")
 def local_preset(tmp_path_factory):
-    """A keras-hub preset directory written by `save_to_preset` (what works offline)."""
-    from tests.models.backbone_encoder_test import tiny_resnet_backbone
+    from tests.models.backbone_encoder_test import save_tiny_preset
 
-    keras.utils.set_random_seed(3)
-    backbone = tiny_resnet_backbone(image_shape=(None, None, 3))
-    path = str(tmp_path_factory.mktemp("presets") / "tiny_resnet")
-    backbone.save_to_preset(path)
-    return path, backbone
+    return save_tiny_preset(tmp_path_factory, seed=3)
 
 
 @pytest.mark.process
 def test_pretrain_a_local_keras_hub_preset_and_export_it(cifar_folder, local_preset, tmp_path):
     path, backbone = local_preset
     output = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "keras_simclr.cli.main",
-        "pretrain",
-        "--image_folder",
+    command = pretrain_command(
         cifar_folder,
-        "--output_dir",
-        str(output),
+        output,
         "--model",
         "keras_hub:" + path,
         "--train_examples",
@@ -53,15 +43,8 @@ def test_pretrain_a_local_keras_hub_preset_and_export_it(cifar_folder, local_pre
         "16",
         "--epochs",
         "1",
-        "--projection_dim",
-        "16",
-        "--knn_k",
-        "10",
-        "--knn_every",
-        "0",
-        "--verbose",
-        "0",
-    ]
+        tiny=TINY_ANY_MODEL,
+    )
     result = subprocess.run(command, env=tiny_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     flags = json.loads((output / "config.json").read_text())["flags"]

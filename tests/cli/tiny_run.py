@@ -5,12 +5,11 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-# 30 train images at batch 8: 3 steps per epoch.
-TINY = [
+# Every tiny flag but the ResNet's width: what a keras-hub or keras.applications
+# backbone (`--model`), which refuses --width_multiplier, trains with.
+TINY_ANY_MODEL = [
     "--batch_size",
     "8",
-    "--width_multiplier",
-    "0.125",
     "--projection_dim",
     "16",
     "--knn_k",
@@ -20,6 +19,8 @@ TINY = [
     "--verbose",
     "0",
 ]
+# 30 train images at batch 8: 3 steps per epoch.
+TINY = [*TINY_ANY_MODEL, "--width_multiplier", "0.125"]
 
 
 def tiny_env(faults=None):
@@ -31,8 +32,15 @@ def tiny_env(faults=None):
     return env
 
 
-def pretrain_command(folder, output, *flags):
-    """`keras-simclr pretrain` on `folder` into `output` with the tiny flags (a child process)."""
+def pretrain_command(folder, output, *flags, tiny=TINY):
+    """`keras-simclr pretrain` on `folder` into `output` with the tiny flags (a child process).
+
+    Args:
+        folder: the `--image_folder`.
+        output: the `--output_dir`.
+        *flags: more flags, after `tiny` (a repeated flag's last value wins).
+        tiny: the tiny flags; `TINY_ANY_MODEL` for a `--model` backbone.
+    """
     return [
         sys.executable,
         "-m",
@@ -42,6 +50,6 @@ def pretrain_command(folder, output, *flags):
         folder,
         "--output_dir",
         str(output),
-        *TINY,
+        *tiny,
         *flags,
     ]

@@ -154,14 +154,27 @@ def test_input_scaling_round_trips_its_config():
         InputScaling(scale=[1, 2])
 
 
-@pytest.fixture(scope="module")
-def local_preset(tmp_path_factory):
-    """A keras-hub preset directory (what `save_to_preset` writes; no network)."""
-    keras.utils.set_random_seed(2)
+def save_tiny_preset(tmp_path_factory, seed):
+    """A keras-hub preset directory (what `save_to_preset` writes; no network).
+
+    Args:
+        tmp_path_factory: pytest's, for the directory.
+        seed: the seed of the backbone's initial weights.
+
+    Returns:
+        `(path, backbone)`: the preset directory, `tiny_resnet`, and the
+        backbone saved there (any image size).
+    """
+    keras.utils.set_random_seed(seed)
     backbone = tiny_resnet_backbone(image_shape=(None, None, 3))
     path = str(tmp_path_factory.mktemp("preset") / "tiny_resnet")
     backbone.save_to_preset(path)
     return path, backbone
+
+
+@pytest.fixture(scope="module")
+def local_preset(tmp_path_factory):
+    return save_tiny_preset(tmp_path_factory, seed=2)
 
 
 def test_create_encoder_loads_a_local_preset(local_preset):
