@@ -19,6 +19,19 @@ keras_simclr.enable_onednn()
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.environ.get("KERAS_SIMCLR_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 CIFAR_NPZ = os.path.join(SHARED_DATA, "cifar10_jpeg.npz")
+# CIFAR-10's class names by label, the order of the npz's labels and folders.
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def _require_npz():

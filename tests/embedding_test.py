@@ -30,21 +30,9 @@ from keras_simclr.export import export_encoder
 from keras_simclr.models import ContrastiveModel
 from keras_simclr.models import ProjectionHead
 from keras_simclr.models import ResNet
+from tests.conftest import CIFAR10_CLASSES
 from tests.conftest import extract_folder
 from tests.conftest import run_in_subprocess
-
-CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +88,7 @@ def _oracle(model, root, relative_paths, decode=_tf_decode):
 
 
 def _class_paths(count=2):
-    return [f"{name}/{i:04d}.jpg" for name in CLASSES for i in range(count)]
+    return [f"{name}/{i:04d}.jpg" for name in CIFAR10_CLASSES for i in range(count)]
 
 
 def _read_csv(path):
@@ -120,8 +108,8 @@ def test_every_format_holds_the_encoder_features_in_listed_order(
     result = keras_simclr.embed(os.path.join(run, "encoder"), root, output, batch_size=8, verbose=0)
     paths = _class_paths()
     assert result.relative_paths == paths
-    assert result.class_names == CLASSES
-    labels = [CLASSES.index(p.split("/")[0]) for p in paths]
+    assert result.class_names == CIFAR10_CLASSES
+    labels = [CIFAR10_CLASSES.index(p.split("/")[0]) for p in paths]
     assert result.labels.tolist() == labels
     assert result.features is None and result.output == output
     expected = _oracle(model, root, paths)
@@ -130,12 +118,12 @@ def test_every_format_holds_the_encoder_features_in_listed_order(
         np.testing.assert_allclose(np.load(output), expected, atol=1e-5)
         header, rows = _read_csv(str(tmp_path / "embeddings.index.csv"))
         assert header == ["path", "label", "class_name"]
-        assert rows == [[p, str(label), CLASSES[label]] for p, label in zip(paths, labels)]
+        assert rows == [[p, str(label), CIFAR10_CLASSES[label]] for p, label in zip(paths, labels)]
     elif extension == ".csv":
         header, rows = _read_csv(output)
         assert header == ["path", "label", "class_name"] + [f"f{i}" for i in range(64)]
         assert [row[:3] for row in rows] == [
-            [p, str(label), CLASSES[label]] for p, label in zip(paths, labels)
+            [p, str(label), CIFAR10_CLASSES[label]] for p, label in zip(paths, labels)
         ]
         features = np.array([[float(v) for v in row[3:]] for row in rows], np.float32)
         np.testing.assert_allclose(features, expected, atol=1e-5)
@@ -149,7 +137,7 @@ def test_every_format_holds_the_encoder_features_in_listed_order(
         table = file.read()
         assert table.column("path").to_pylist() == paths
         assert table.column("label").to_pylist() == labels
-        assert table.column("class_name").to_pylist() == [CLASSES[i] for i in labels]
+        assert table.column("class_name").to_pylist() == [CIFAR10_CLASSES[i] for i in labels]
         features = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
         np.testing.assert_allclose(features, expected, atol=1e-5)
 
