@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -14,19 +13,12 @@ import keras_simclr
 from keras_simclr.cli import embed
 from keras_simclr.cli.errors import run_subcommand
 from keras_simclr.cli.flag_config import flag_names
-from keras_simclr.export import export_encoder
-from keras_simclr.models import ResNet
+from tests.cli import evaluate_test
 from tests.cli.tiny_run import tiny_env
 from tests.conftest import REPO_ROOT
 
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    encoder = ResNet(18, width_multiplier=0.125, cifar_stem=True, input_shape=(32, 32, 3))
-    path = str(tmp_path_factory.mktemp("export") / "encoder")
-    export_encoder(encoder, path)
-    return path
+# The fixture: evaluate's tests' exported width-0.125 ResNet-18 (seed 0).
+exported = evaluate_test.exported
 
 
 def _config(**overrides):
