@@ -314,17 +314,17 @@ def train(flags, saved, resuming, strategy, role, write_dir):
         knn_accuracy_at_init=knn_at_init,
     )
     write_run_config(write_dir, flags, settings)
-    if role.is_chief:
-        from keras_simclr.plot import save_augmentations
+    from keras_simclr.plot import save_augmentations
 
-        # A few training images and two views of each, from the run's own augmenter.
-        images = train_data.take(8).arrays()[0]
-        save_augmentations(
-            os.path.join(write_dir, AUGMENTATIONS_FILE),
-            images,
-            recipe.augmenter,
-            seed=config["seed"],
-        )
+    # A few training images and two views of each, from the run's own augmenter.
+    # Every worker draws them (on JAX the augmenter's random state is one array
+    # over all processes, so touching it is collective); each writes its own copy.
+    save_augmentations(
+        os.path.join(write_dir, AUGMENTATIONS_FILE),
+        train_data.take(8).arrays()[0],
+        recipe.augmenter,
+        seed=config["seed"],
+    )
     if role.num_workers > 1 and keras.backend.backend() == "jax":
         # Each JAX process feeds its own part of every global batch.
         batches = distribute.process_part(batches, role.task_id, role.num_workers)

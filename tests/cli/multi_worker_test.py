@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_simclr.models  # noqa: F401  registers the classes the checkpoints hold
 from tests.cli.tiny_run import TINY
 from tests.cli.tiny_run import pretrain_command
 from tests.cli.tiny_run import tiny_env
