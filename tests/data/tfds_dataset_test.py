@@ -14,21 +14,10 @@ from PIL import Image
 
 from keras_simclr.data import load_tfds
 from keras_simclr.data.tfds_dataset import _ensure_importlib_resources
+from tests.conftest import CIFAR10_CLASSES
 from tests.conftest import decode_cifar
 from tests.data.resize_oracle import resize
 
-CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
 TRAIN_COUNT, TEST_COUNT = 120, 40
 # (height, width) of the images of the varying-size dataset, in turn.
 MIXED_SIZES = [(32, 32), (40, 24), (20, 28), (64, 48)]
@@ -56,7 +45,7 @@ class MixedSizeCifar(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(None, None, 3)),
-                    "label": tfds.features.ClassLabel(names=CLASSES),
+                    "label": tfds.features.ClassLabel(names=CIFAR10_CLASSES),
                 }
             ),
             supervised_keys=("image", "label"),
@@ -91,7 +80,7 @@ def tfds_dir(tmp_path_factory):
         {
             "id": tfds.features.Text(),
             "image": tfds.features.Image(shape=(32, 32, 3)),
-            "label": tfds.features.ClassLabel(names=CLASSES),
+            "label": tfds.features.ClassLabel(names=CIFAR10_CLASSES),
         }
     )
     # The version of the registered `cifar10` builder, so that `tfds.load`
@@ -123,7 +112,7 @@ def test_loads_cifar10_by_name_from_data_dir(tfds_dir, no_network):
     data_dir, train_images, train_labels = tfds_dir
     info = load_tfds("cifar10", "train", data_dir=data_dir)
     assert info.num_examples == TRAIN_COUNT
-    assert info.num_classes == 10 and info.class_names == CLASSES
+    assert info.num_classes == 10 and info.class_names == CIFAR10_CLASSES
     assert info.image_size == (32, 32)
     image_spec, label_spec = info.dataset.element_spec
     assert tuple(image_spec.shape) == (32, 32, 3) and image_spec.dtype.name == "uint8"
@@ -195,7 +184,7 @@ class KerasSimclrTinyCifar(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(32, 32, 3)),
-                    "label": tfds.features.ClassLabel(names=CLASSES),
+                    "label": tfds.features.ClassLabel(names=CIFAR10_CLASSES),
                 }
             ),
             supervised_keys=("image", "label"),
@@ -222,7 +211,7 @@ def test_a_registered_builder_is_prepared_and_read_in_order(tmp_path, no_network
     data_dir = str(tmp_path / "tfds")
     data = load_tfds("keras_simclr_tiny_cifar", "train", data_dir=data_dir)
     assert data.num_examples == 24
-    assert data.class_names == CLASSES
+    assert data.class_names == CIFAR10_CLASSES
     assert data.num_classes == 10
     assert data.image_size == (32, 32)
     images, labels = data.arrays()
