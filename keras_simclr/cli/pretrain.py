@@ -1,17 +1,19 @@
 """`keras-simclr pretrain`: contrastive pretraining on real data, end to end.
 
 Reads a tfds dataset (`--dataset cifar10`) or an image folder
-(`--image_folder ROOT` holding `ROOT/<split>/<class>/*.jpg`; every image of
-both splits is checked before the first step), trains a `ContrastiveModel`
-(`--method simclr`, `simclr_v2`) or a `MoCoModel` (`--method moco_v2`),
-evaluates weighted kNN (k=200, T=0.1, train split as the memory bank, eval
-split as queries) every `--knn_every` epochs and at the end, and writes to
-`--output_dir`:
+(`--image_folder ROOT`: labelled splits `ROOT/<split>/<class>/*.jpg`, or any
+other folder of images, read whole and unlabelled; every image is checked
+before the first step), trains a `ContrastiveModel` (`--method simclr`,
+`simclr_v2`) or a `MoCoModel` (`--method moco_v2`), evaluates weighted kNN
+(k=200, T=0.1, train split as the memory bank, eval split as queries, or
+`--eval_folder`'s splits; skipped without labels) before the first step and
+every `--knn_every` epochs, and writes to `--output_dir`:
 
     config.json                         the flags and what they resolved to
     checkpoint.keras                    the last completed epoch (resume) ...
     checkpoint.prev.keras               ... and the one before it
     log.csv, tensorboard/               per-epoch metrics and learning rate
+    augmentations.png, curves.png       two views of a few images; per-epoch curves
     metrics.json                        final kNN accuracy, epochs, images/s
     encoder/                            the exported encoder (SavedModel + .keras)
     .lock                               held while a run writes the folder
