@@ -133,11 +133,8 @@ class ContrastiveModel(TwoViewModel):
             `"probe_logits"`: the online probe's logits on `stop_gradient(h)`.
         """
         views = self._views(inputs)
-        features = self.encoder(views, training=training)
-        outputs = {
-            "z": self._project(self.projection_head, features, training),
-            "h": features,
-        }
+        features, z = self._encode(views, training)
+        outputs = {"z": z, "h": features}
         if self.probe is not None:
             outputs["probe_logits"] = self.probe(ops.stop_gradient(features))
         return outputs

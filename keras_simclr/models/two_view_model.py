@@ -280,6 +280,18 @@ class TwoViewModel(BaseModel):
         # random views (all random draws are per image).
         return self.augmenter(ops.concatenate([inputs, inputs], axis=0), training=True)
 
+    def _encode(self, views, training, paired=True, encoder=None, head=None):
+        """Features and projections of `views`: `(h, z)`.
+
+        `encoder` and `head` default to the model's own. `paired`: the rows
+        are `[view a of N images; view b of the same N]` (kept together when
+        the batch is encoded in chunks); else any rows.
+        """
+        encoder = self.encoder if encoder is None else encoder
+        head = self.projection_head if head is None else head
+        features = encoder(views, training=training)
+        return features, self._project(head, features, training)
+
     @staticmethod
     def _project(head, features, training):
         """`head(features)`; outside training a `ProjectionHead` normalizes
