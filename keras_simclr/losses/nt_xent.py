@@ -59,16 +59,28 @@ def _check_inputs(z_a, z_b, keys):
         )
 
 
-def _logits(z_a, z_b, keys, offset, temperature):
+def _check_memory(memory, z_a):
+    shape_m, shape_a = static_shape(memory), static_shape(z_a)
+    if len(shape_m) != 2 or not compatible_shapes(shape_m[1:], shape_a[1:]):
+        raise ValueError(
+            "`memory` must be a (memory_size, dim) tensor of negatives with the "
+            f"dim of `z_a`. Received: memory.shape={shape_m}, z_a.shape={shape_a}"
+        )
+
+
+def _logits(z_a, z_b, keys, offset, temperature, memory=None):
     """float32 logits of the 2n local anchors against the 2M keys, and labels.
 
     As google-research/simclr's `add_contrastive_loss`: row i of the view-a
     half scores `[keys_b (M), keys_a (M)]`; its positive is
     `keys_b[offset + i]` (column `offset + i`) and its own copy
     `keys_a[offset + i]` (column `M + offset + i`) is masked out. The view-b
-    half is the mirror image, with the same label.
+    half is the mirror image, with the same label. A `memory` of K rows
+    appends K columns of negatives to every row, after the 2M keys.
     """
     _check_inputs(z_a, z_b, keys)
+    if memory is not None:
+        _check_memory(memory, z_a)
     z_a, z_b = l2_normalize(z_a), l2_normalize(z_b)
     if keys is None:
         keys_a, keys_b = z_a, z_b
@@ -90,11 +102,17 @@ def _logits(z_a, z_b, keys, offset, temperature):
         ],
         axis=0,
     )
+    if memory is not None:
+        # Constants to the loss: no gradient reaches the memory's rows.
+        memory = ops.stop_gradient(l2_normalize(memory))
+        anchors = ops.concatenate([z_a, z_b], axis=0)
+        memory_logits = ops.matmul(anchors, ops.transpose(memory)) * inv_t
+        logits = ops.concatenate([logits, memory_logits], axis=1)
     labels = ops.concatenate([positives, positives], axis=0)
     return logits, labels
 
 
-def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
+def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0, memory=None):
     """NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR.
 
     Each of the 2N projections is an anchor; its positive is the other view
@@ -111,6 +129,12 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
     (with gradients flowing through the gather of `keys`), equal the
     single-device loss on the global batch.
 
+    With `memory` (SimCLR v2's memory of negatives, e.g. a queue of a
+    momentum encoder's projections from earlier batches), every anchor is
+    also scored against the K memory rows: its negatives are the 2N - 2
+    others and the K memory rows. The memory is L2-normalized here and
+    held constant: no gradient flows into it.
+
     Args:
         z_a: (N, d) projections of the first view of N images.
         z_b: (N, d) projections of the second view, in the same order.
@@ -122,9 +146,17 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
             are `z_a`, `z_b` (one device).
         offset: index of this replica's first pair within `keys` (0 on one
             device); an int or an int tensor (`replica_id * N`).
+        memory: optional (K, d) extra negatives, the same for every anchor
+            (normalized here; no gradient). `None`: none.
 
     Returns:
         A float32 scalar.
+
+    Raises:
+        ValueError: `z_a` and `z_b` are not (N, d) tensors of one shape, a
+            batch of one pair, `keys` that are not two (M, d) tensors
+            holding the local batch, a `memory` that is not (K, d), or a
+            temperature that is not a positive number.
 
     Example:
 
@@ -132,25 +164,31 @@ def nt_xent_loss(z_a, z_b, temperature=0.1, keys=None, offset=0):
     z_a = projection_head(encoder(view_a))
     z_b = projection_head(encoder(view_b))
     loss = nt_xent_loss(z_a, z_b, temperature=0.5)
+    # SimCLR v2: 4096 earlier momentum projections as extra negatives.
+    loss = nt_xent_loss(z_a, z_b, temperature=0.1, memory=queue)
     ```
 
     References:
         - [Chen et al., A Simple Framework for Contrastive Learning of Visual
           Representations, ICML 2020](https://arxiv.org/abs/2002.05709),
           eq. 1 and Algorithm 1.
+        - [Chen et al., Big Self-Supervised Models are Strong
+          Semi-Supervised Learners, NeurIPS 2020](https://arxiv.org/abs/2006.10029),
+          section 2 (the memory network).
     """
     temperature = validate_temperature(temperature)
-    logits, labels = _logits(z_a, z_b, keys, offset, temperature)
+    logits, labels = _logits(z_a, z_b, keys, offset, temperature, memory)
     return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
 
 
-def contrastive_accuracy(z_a, z_b, keys=None, offset=0):
+def contrastive_accuracy(z_a, z_b, keys=None, offset=0, memory=None):
     """Fraction of the 2N anchors whose positive scores highest.
 
     Each anchor's positive competes with its 2M - 2 negatives (`M = N` on
-    one device); the anchor's own copy is excluded. An anchor counts as
-    correct only if its positive scores strictly higher than every negative,
-    so collapsed (identical) embeddings score 0, not 1 / N. Arguments as for
+    one device) and the K rows of `memory`, if any; the anchor's own copy
+    is excluded. An anchor counts as correct only if its positive scores
+    strictly higher than every negative, so collapsed (identical)
+    embeddings score 0, not 1 / N. Arguments and errors as for
     `nt_xent_loss`.
 
     Returns:
@@ -160,9 +198,10 @@ def contrastive_accuracy(z_a, z_b, keys=None, offset=0):
 
     ```python
     accuracy = contrastive_accuracy(z_a, z_b)
+    accuracy_with_memory = contrastive_accuracy(z_a, z_b, memory=queue)
     ```
     """
-    logits, labels = _logits(z_a, z_b, keys, offset, temperature=1.0)
+    logits, labels = _logits(z_a, z_b, keys, offset, temperature=1.0, memory=memory)
     positive_mask = ops.one_hot(labels, ops.shape(logits)[1], dtype="float32")
     positive = ops.sum(logits * positive_mask, axis=1)
     best_negative = ops.max(logits + positive_mask * _MASK, axis=1)

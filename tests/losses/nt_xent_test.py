@@ -1,5 +1,5 @@
-"""NT-Xent against a plain NumPy oracle, a hand-checked case, and the
-keys/offset (cross-replica) path."""
+"""NT-Xent against a plain NumPy oracle, a hand-checked case, the
+keys/offset (cross-replica) path and the memory of extra negatives."""
 
 import json
 import math
@@ -15,21 +15,53 @@ from keras_simclr.losses import nt_xent_loss
 from tests.conftest import run_in_subprocess
 
 
-def numpy_nt_xent(z_a, z_b, temperature):
-    """SimCLR eq. 1, one anchor at a time, in float64."""
+def numpy_nt_xent(z_a, z_b, temperature, memory=None, pairs=None):
+    """SimCLR eq. 1, one anchor at a time, in float64.
+
+    `memory`: (K, d) extra negatives of every anchor. `pairs`: the indices
+    of the pairs whose 2 anchors are averaged (a replica's share); all by
+    default.
+    """
     z = np.concatenate([z_a, z_b], axis=0).astype("float64")
     z = z / np.linalg.norm(z, axis=1, keepdims=True)
     two_n = z.shape[0]
     n = two_n // 2
+    if memory is None:
+        memory = np.zeros((0, z.shape[1]))
+    memory = np.asarray(memory, "float64")
+    memory = memory / np.linalg.norm(memory, axis=1, keepdims=True)
+    pairs = range(n) if pairs is None else pairs
+    anchors = [i for i in range(two_n) if i % n in pairs]
     total = 0.0
-    for i in range(two_n):
+    for i in anchors:
         positive = (i + n) % two_n
         others = [k for k in range(two_n) if k != i]  # the 2N - 1 others
-        logits = np.array([z[i] @ z[k] / temperature for k in others])
+        logits = np.array(
+            [z[i] @ z[k] / temperature for k in others]
+            + [z[i] @ row / temperature for row in memory]
+        )
         top = logits.max()
         log_sum_exp = top + math.log(np.exp(logits - top).sum())
         total += -(z[i] @ z[positive] / temperature) + log_sum_exp
-    return total / two_n
+    return total / len(anchors)
+
+
+def numpy_contrastive_accuracy(z_a, z_b, memory=None):
+    """Anchors whose positive beats every other row and memory row, float64."""
+    z = np.concatenate([z_a, z_b]).astype("float64")
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    two_n = len(z)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    if memory is not None:
+        memory = np.asarray(memory, "float64")
+        memory = memory / np.linalg.norm(memory, axis=1, keepdims=True)
+        sim = np.concatenate([sim, z @ memory.T], axis=1)
+    positives = (np.arange(two_n) + two_n // 2) % two_n
+    correct = [
+        sim[i, positives[i]] > np.delete(sim[i], [i, positives[i]]).max() for i in range(two_n)
+    ]
+    return np.mean(correct)
 
 
 def _pair(n, d, seed=0, noise=0.5):
@@ -240,6 +272,131 @@ def test_unknown_batch_size_in_a_tf_function():
         np.testing.assert_allclose(float(accuracy), float(contrastive_accuracy(z_a, z_b)), rtol=0)
 
 
+def _memory(k, d, seed):
+    return np.random.default_rng(seed).normal(size=(k, d)).astype("float32")
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+@pytest.mark.parametrize("n, d, k", [(2, 3, 1), (5, 16, 7), (8, 16, 64), (3, 128, 300)])
+def test_memory_matches_numpy_oracle(n, d, k, temperature):
+    z_a, z_b = _pair(n, d, seed=100 + n, noise=1.5)
+    # Rows of any norm: the memory is normalized inside.
+    memory = _memory(k, d, seed=k) * 3.0
+    got = float(nt_xent_loss(z_a, z_b, temperature=temperature, memory=memory))
+    expected = numpy_nt_xent(z_a, z_b, temperature, memory=memory)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    # The memory adds negatives: the loss grows.
+    assert expected > numpy_nt_xent(z_a, z_b, temperature) + 1e-3
+
+
+@pytest.mark.parametrize("replicas", [2, 4])
+def test_memory_with_keys_and_offset_matches_each_replicas_share(replicas):
+    # Each replica scores its own anchors against the global keys and the
+    # same memory: its loss is the oracle's mean over its pairs' anchors.
+    n_global, d, k, t = 8, 6, 10, 0.2
+    z_a, z_b = _pair(n_global, d, seed=23)
+    memory = _memory(k, d, seed=24)
+    n = n_global // replicas
+    losses = []
+    for r in range(replicas):
+        local = slice(r * n, (r + 1) * n)
+        loss = float(
+            nt_xent_loss(
+                z_a[local], z_b[local], temperature=t, keys=(z_a, z_b), offset=r * n, memory=memory
+            )
+        )
+        expected = numpy_nt_xent(z_a, z_b, t, memory=memory, pairs=range(r * n, (r + 1) * n))
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        losses.append(loss)
+    np.testing.assert_allclose(
+        np.mean(losses), numpy_nt_xent(z_a, z_b, t, memory=memory), rtol=1e-5
+    )
+
+
+def test_memory_none_or_empty_is_the_plain_loss():
+    z_a, z_b = _pair(6, 8, seed=25)
+    plain = nt_xent_loss(z_a, z_b, temperature=0.2)
+    assert float(nt_xent_loss(z_a, z_b, temperature=0.2, memory=None)) == float(plain)
+    empty = np.zeros((0, 8), "float32")
+    np.testing.assert_allclose(
+        float(nt_xent_loss(z_a, z_b, temperature=0.2, memory=empty)), float(plain), rtol=1e-7
+    )
+    assert float(contrastive_accuracy(z_a, z_b, memory=None)) == float(
+        contrastive_accuracy(z_a, z_b)
+    )
+
+
+def test_no_gradient_flows_into_the_memory():
+    # The views' gradients match central differences of the float64 oracle
+    # with the memory; the memory's own gradient is None (stop_gradient).
+    z_a_np, z_b_np = _pair(3, 4, seed=26)
+    memory_np = _memory(5, 4, seed=27)
+    t, h = 0.5, 1e-5
+    z_a, z_b, memory = (tf.constant(v) for v in (z_a_np, z_b_np, memory_np))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([z_a, z_b, memory])
+        loss = nt_xent_loss(z_a, z_b, temperature=t, memory=memory)
+        accuracy = contrastive_accuracy(z_a, z_b, memory=memory)
+    grad_a, grad_b, grad_memory = tape.gradient(loss, [z_a, z_b, memory])
+    assert grad_memory is None
+    assert tape.gradient(accuracy, memory) is None
+    base = [z_a_np.astype("float64"), z_b_np.astype("float64")]
+    for which, got in enumerate([grad_a.numpy(), grad_b.numpy()]):
+        numeric = np.zeros_like(base[which])
+        for idx in np.ndindex(*base[which].shape):
+            plus = [b.copy() for b in base]
+            minus = [b.copy() for b in base]
+            plus[which][idx] += h
+            minus[which][idx] -= h
+            numeric[idx] = (
+                numpy_nt_xent(*plus, t, memory=memory_np)
+                - numpy_nt_xent(*minus, t, memory=memory_np)
+            ) / (2 * h)
+        assert np.abs(numeric).max() > 0.05
+        np.testing.assert_allclose(got, numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_contrastive_accuracy_with_memory_against_numpy():
+    z_a, z_b = _pair(16, 4, seed=28, noise=0.7)
+    memory = _memory(40, 4, seed=29)
+    expected = numpy_contrastive_accuracy(z_a, z_b, memory)
+    # Memory rows beat some positives that won without them.
+    assert 0.1 < expected < numpy_contrastive_accuracy(z_a, z_b)
+    np.testing.assert_allclose(float(contrastive_accuracy(z_a, z_b, memory=memory)), expected)
+    # With keys and offset: the mean of the replicas' shares.
+    parts = [
+        float(
+            contrastive_accuracy(
+                z_a[r * 8 : (r + 1) * 8],
+                z_b[r * 8 : (r + 1) * 8],
+                keys=(z_a, z_b),
+                offset=r * 8,
+                memory=memory,
+            )
+        )
+        for r in range(2)
+    ]
+    np.testing.assert_allclose(np.mean(parts), expected, atol=1e-7)
+
+
+def test_memory_equal_to_a_positive_makes_the_anchor_wrong():
+    # a0 = b0 = e0, a1 = b1 = e1: every anchor right; a memory row e0 ties
+    # the positive of a0 and b0 (a tie is not a hit).
+    z = np.eye(2, dtype="float32")
+    assert float(contrastive_accuracy(z, z)) == 1.0
+    assert float(contrastive_accuracy(z, z, memory=z[:1])) == 0.5
+
+
+def test_rejects_bad_memory():
+    z_a, z_b = _pair(4, 8, seed=30)
+    with pytest.raises(ValueError, match=r"Received: memory.shape=\(8,\), z_a.shape=\(4, 8\)"):
+        nt_xent_loss(z_a, z_b, memory=np.ones((8,), "float32"))
+    with pytest.raises(ValueError, match=r"Received: memory.shape=\(3, 7\), z_a.shape=\(4, 8\)"):
+        nt_xent_loss(z_a, z_b, memory=np.ones((3, 7), "float32"))
+    with pytest.raises(ValueError, match=r"memory.shape=\(2, 3, 8\)"):
+        contrastive_accuracy(z_a, z_b, memory=np.ones((2, 3, 8), "float32"))
+
+
 _JAX = """
 import json, numpy as np, jax, jax.numpy as jnp
 import keras
@@ -247,6 +404,7 @@ assert keras.backend.backend() == "jax"
 from keras_simclr.losses import nt_xent_loss, contrastive_accuracy
 p = json.loads({payload!r})
 z_a, z_b = jnp.array(p["z_a"], "float32"), jnp.array(p["z_b"], "float32")
+memory = jnp.array(p["memory"], "float32")
 n = 2
 
 @jax.jit
@@ -263,6 +421,8 @@ def split_loss(z_a, z_b):
 single = jax.jit(lambda a, b: nt_xent_loss(a, b, temperature=0.2))
 grads_single = jax.grad(single, argnums=(0, 1))(z_a, z_b)
 grads_split = jax.grad(split_loss, argnums=(0, 1))(z_a, z_b)
+with_memory = jax.jit(lambda a, b, m: nt_xent_loss(a, b, temperature=0.2, memory=m))
+grads_memory = jax.grad(with_memory, argnums=(0, 1, 2))(z_a, z_b, memory)
 print(json.dumps({{
     "single": float(single(z_a, z_b)),
     "split": float(split_loss(z_a, z_b)),
@@ -275,14 +435,19 @@ print(json.dumps({{
         z_a.astype("bfloat16").astype("float32"),
         z_b.astype("bfloat16").astype("float32"), temperature=0.2)),
     "accuracy": float(contrastive_accuracy(z_a, z_b)),
+    "memory_loss": float(with_memory(z_a, z_b, memory)),
+    "memory_accuracy": float(contrastive_accuracy(z_a, z_b, memory=memory)),
+    "memory_grad_max": float(jnp.abs(grads_memory[2]).max()),
+    "memory_view_grad_max": float(jnp.abs(grads_memory[0]).max()),
 }}))
 """
 
 
 @pytest.mark.process
-def test_jax_backend_matches_oracle_with_traced_offset():
+def test_jax_backend_matches_oracle_with_traced_offset_and_memory():
     z_a, z_b = _pair(8, 6, seed=16)
-    payload = json.dumps({"z_a": z_a.tolist(), "z_b": z_b.tolist()})
+    memory = _memory(5, 6, seed=31)
+    payload = json.dumps({"z_a": z_a.tolist(), "z_b": z_b.tolist(), "memory": memory.tolist()})
     out = run_in_subprocess(_JAX.format(payload=payload), backend="jax", timeout=300)
     result = json.loads(out.strip().splitlines()[-1])
     expected = numpy_nt_xent(z_a, z_b, 0.2)
@@ -292,6 +457,13 @@ def test_jax_backend_matches_oracle_with_traced_offset():
     assert result["grad_diff"] < 1e-6
     np.testing.assert_allclose(result["bf16"], result["bf16_rounded"], rtol=1e-6)
     np.testing.assert_allclose(result["accuracy"], float(contrastive_accuracy(z_a, z_b)), rtol=0)
+    np.testing.assert_allclose(
+        result["memory_loss"], numpy_nt_xent(z_a, z_b, 0.2, memory=memory), rtol=1e-5
+    )
+    assert result["memory_accuracy"] == numpy_contrastive_accuracy(z_a, z_b, memory)
+    # No gradient into the memory; the views still get theirs.
+    assert result["memory_grad_max"] == 0.0
+    assert result["memory_view_grad_max"] > 0.01
 
 
 def test_ntxent_class_equals_function():
@@ -372,13 +544,7 @@ def test_contrastive_accuracy_collapsed_embeddings_is_zero():
 
 def test_contrastive_accuracy_against_numpy():
     z_a, z_b = _pair(16, 4, seed=17, noise=1.0)
-    z = np.concatenate([z_a, z_b]).astype("float64")
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    sim = z @ z.T
-    np.fill_diagonal(sim, -np.inf)
-    positives = (np.arange(32) + 16) % 32
-    correct = [sim[i, positives[i]] > np.delete(sim[i], [i, positives[i]]).max() for i in range(32)]
-    expected = np.mean(correct)
+    expected = numpy_contrastive_accuracy(z_a, z_b)
     assert 0.2 < expected < 0.9  # a non-trivial case
     np.testing.assert_allclose(float(contrastive_accuracy(z_a, z_b)), expected)
 
