@@ -1,63 +1,12 @@
 """MoCo v2's model: a momentum key encoder, a queue of negatives, InfoNCE."""
 
-import random
-
 import keras
 from keras import ops
 
-from keras_simclr.distribute.cross_replica import cross_replica_concat
 from keras_simclr.losses.info_nce import info_nce_logits
+from keras_simclr.models import momentum as momentum_lib
 from keras_simclr.models.two_view_model import TwoViewModel
 from keras_simclr.utils.tensors import l2_normalize
-
-
-def _clone(layer, prefix):
-    """An unbuilt copy of `layer` with the same config, named prefix + name."""
-    config = layer.get_config()
-    config["name"] = prefix + layer.name
-    return layer.__class__.from_config(config)
-
-
-class _UnitRows(keras.initializers.Initializer):
-    """Standard normal rows scaled to unit L2 norm (MoCo's queue init).
-
-    `seed=None` draws an integer seed now, from Python's `random` (as
-    Keras's own initializers do, so `keras.utils.set_random_seed` makes it
-    reproducible): an unseeded random op raises on JAX when the model is
-    built inside a traced function, as `fit` builds it.
-    """
-
-    def __init__(self, seed=None):
-        self.seed = seed
-        # Keras's `make_default_seed`, which is not public API.
-        self._draw_seed = random.randint(1, int(1e9)) if seed is None else seed
-
-    def __call__(self, shape, dtype=None):
-        rows = keras.random.normal(shape, dtype=dtype, seed=self._draw_seed)
-        return l2_normalize(rows)
-
-    def get_config(self):
-        return {"seed": self.seed}
-
-
-class _MomentumUpdate(keras.layers.Layer):
-    """Moves every key variable towards its query variable: an EMA.
-
-    A layer of its own only for `autocast=False`: under a mixed-precision
-    policy the variables are read in float32, so the update of an EMA with
-    m = 0.999 is not rounded away in bfloat16. It holds no variables; it
-    gets the (query, key) pairs from `pairs_fn` at call time.
-    """
-
-    def __init__(self, pairs_fn, **kwargs):
-        super().__init__(autocast=False, **kwargs)
-        self.pairs_fn = pairs_fn
-
-    def call(self, momentum):
-        for query, key in self.pairs_fn():
-            value = ops.stop_gradient(ops.cast(query.value, key.dtype))
-            key.assign(momentum * key.value + (1.0 - momentum) * value)
-        return momentum
 
 
 @keras.saving.register_keras_serializable(package="keras_simclr")
@@ -194,54 +143,33 @@ class MoCoModel(TwoViewModel):
         self.momentum = float(momentum)
         self.shuffle_bn_splits = int(shuffle_bn_splits)
         self.seed = seed
-        self.key_encoder = _clone(self.encoder, "key_")
-        self.key_projection_head = _clone(projection_head, "key_")
-        self.momentum_update = _MomentumUpdate(self._momentum_pairs, name="momentum_update")
+        self.key_encoder = momentum_lib.clone_layer(self.encoder, "key_")
+        self.key_projection_head = momentum_lib.clone_layer(projection_head, "key_")
+        self.momentum_update = momentum_lib.MomentumUpdate(
+            self._momentum_pairs, name="momentum_update"
+        )
         self.shuffle_seed_generator = keras.random.SeedGenerator(seed)
         self._momentum_indices = None
 
     def build(self, input_shape):
         super().build(input_shape)
         image_shape = self._image_shape(input_shape)
-        if not self.key_encoder.built:
-            self.key_encoder.build(image_shape)
-        feature_shape = self.encoder.compute_output_shape(image_shape)
-        if not self.key_projection_head.built:
-            self.key_projection_head.build(feature_shape)
-        query, key = self._query_weights(), self._key_weights()
-        if [tuple(v.shape) for v in query] != [tuple(v.shape) for v in key]:
-            raise ValueError(
-                "The key encoder built from the encoder's config does not have "
-                "the encoder's weights; MoCoModel needs an encoder and head "
-                "whose `from_config(get_config())` rebuilds them. Received: "
-                f"encoder {self.encoder.name} with {len(query)} weights, copy "
-                f"with {len(key)}"
-            )
-        for k in key:
-            # Trained by the moving average, not by the optimizer. The layers
-            # stay trainable, so their BatchNorm uses batch statistics.
-            k.trainable = False
         # Parameters only (MoCo averages parameters, not BN buffers).
-        self._momentum_indices = [i for i, q in enumerate(query) if q.trainable]
+        self._momentum_indices = momentum_lib.build_momentum_copy(
+            self,
+            [self.encoder, self.projection_head],
+            [self.key_encoder, self.key_projection_head],
+            image_shape,
+        )
+        feature_shape = self.encoder.compute_output_shape(image_shape)
         dim = self.projection_head.compute_output_shape(feature_shape)[-1]
-        state = dict(trainable=False, autocast=False, aggregation="only_first_replica")
-        self.queue = self.add_weight(
-            name="queue",
-            shape=(self.queue_size, dim),
-            initializer=_UnitRows(seed=self.seed),
-            dtype="float32",
-            **state,
+        self.queue = momentum_lib.add_state(
+            self, "queue", (self.queue_size, dim), momentum_lib.UnitRows(seed=self.seed), "float32"
         )
-        self.queue_pointer = self.add_weight(
-            name="queue_pointer", shape=(), initializer="zeros", dtype="int32", **state
-        )
+        self.queue_pointer = momentum_lib.add_state(self, "queue_pointer", (), "zeros", "int32")
         # 0 until the first training step, which copies the query weights
-        # into the key encoder (a moving average with momentum 0). A
-        # variable, not an assignment in `build`: Keras may build the model
-        # in a scratch graph, where an assignment would never run.
-        self.key_initialized = self.add_weight(
-            name="key_initialized", shape=(), initializer="zeros", dtype="int32", **state
-        )
+        # into the key encoder (see `momentum_lib.update_momentum_copy`).
+        self.key_initialized = momentum_lib.add_state(self, "key_initialized", (), "zeros", "int32")
         self.built = True
 
     def _query_weights(self):
@@ -283,13 +211,7 @@ class MoCoModel(TwoViewModel):
     def update_before_step(self):
         """Moves the key encoder towards the query encoder (a moving average
         of the trainable weights; the first training step copies them)."""
-        momentum = ops.where(
-            self.key_initialized.value > 0,
-            ops.convert_to_tensor(self.momentum, "float32"),
-            ops.convert_to_tensor(0.0, "float32"),
-        )
-        self.momentum_update(momentum)
-        self.key_initialized.assign(ops.ones((), "int32"))
+        momentum_lib.update_momentum_copy(self.momentum_update, self.key_initialized, self.momentum)
 
     def forward(self, inputs, training=None):
         """Queries, keys and InfoNCE logits against the queue.
@@ -324,18 +246,14 @@ class MoCoModel(TwoViewModel):
         return outputs
 
     def _enqueue(self, keys):
-        keys, _ = cross_replica_concat(l2_normalize(ops.cast(keys, "float32")))
+        keys = momentum_lib.gather_rows(keys)
         count = keys.shape[0]
         if count is not None and count > self.queue_size:
             raise ValueError(
                 "The queue must hold at least one global batch of keys. "
                 f"Received: queue_size={self.queue_size}, global batch of {count}"
             )
-        count = ops.shape(keys)[0]
-        pointer = self.queue_pointer.value
-        rows = (pointer + ops.arange(count, dtype="int32")) % self.queue_size
-        self.queue.assign(ops.scatter_update(self.queue.value, rows[:, None], keys))
-        self.queue_pointer.assign((pointer + count) % self.queue_size)
+        momentum_lib.enqueue(self.queue, self.queue_pointer, keys)
 
     def update_after_loss(self, y_pred):
         """Writes the batch's keys (every replica's) over the oldest ones."""
