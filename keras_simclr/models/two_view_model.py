@@ -7,12 +7,15 @@ import numpy as np
 from keras import ops
 
 from keras_simclr.augment.image_utils import to_unit_float
+from keras_simclr.distribute.cross_replica import num_replicas_in_sync
 from keras_simclr.models import full_batches
 from keras_simclr.models import input_checks
 from keras_simclr.models import two_view_inputs
 from keras_simclr.models.backbone_encoder import as_feature_encoder
 from keras_simclr.models.base_model import BaseModel
+from keras_simclr.models.gradient_cache import encode_in_chunks
 from keras_simclr.models.projection_head import ProjectionHead
+from keras_simclr.utils.validation import validate_micro_batch_size
 from keras_simclr.utils.validation import validate_temperature
 
 # Seed of the validation views (`evaluate`): the same in every run.
@@ -49,10 +52,12 @@ class TwoViewModel(BaseModel):
         augmenter=None,
         temperature=0.1,
         num_classes=None,
+        micro_batch_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.temperature = validate_temperature(temperature)
+        self.micro_batch_size = validate_micro_batch_size(micro_batch_size)
         if num_classes is not None and int(num_classes) < 2:
             raise ValueError(
                 "`num_classes` must be at least 2 (or None for no probe). "
@@ -196,7 +201,9 @@ class TwoViewModel(BaseModel):
                 f"{type(y).__name__} and shape {getattr(y, 'shape', None)}"
             )
         if drop_remainder is None:
-            drop_remainder = keras.backend.backend() == "jax"
+            # A last partial batch would compile the JAX step again, and
+            # rarely splits into chunks of `micro_batch_size`.
+            drop_remainder = keras.backend.backend() == "jax" or self.micro_batch_size is not None
         elif not isinstance(drop_remainder, bool):
             raise ValueError(
                 "`drop_remainder` must be True, False or None (drop on JAX "
@@ -215,6 +222,8 @@ class TwoViewModel(BaseModel):
         if validation_data is not None:
             validation_data = checks.validation_data(validation_data)
         size = two_view_inputs.KERAS_DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+        if self.micro_batch_size is not None and steps_per_epoch is None:
+            self._check_micro_batches(x, size, drop_remainder)
         array_views = two_view_inputs.array_views(self.augmenter, x, "x")
         if drop_remainder and steps_per_epoch is None and array_views:
             arrays = (x, y, sample_weight)
@@ -253,6 +262,40 @@ class TwoViewModel(BaseModel):
                 validation_freq=validation_freq,
             )
 
+    def _check_micro_batches(self, x, batch_size, drop_remainder):
+        """Every training batch must split into chunks of `micro_batch_size`
+        images on every replica; checked before the first step."""
+        replicas = num_replicas_in_sync()
+        chunk = self.micro_batch_size * replicas
+        where = f" ({replicas} replicas)" if replicas > 1 else ""
+        sizes = []
+        if input_checks.is_tf_dataset(x):
+            spec, _ = input_checks.split_element(x.element_spec)
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            shape = input_checks.spec_shape(spec)
+            if shape and shape[0] is None:
+                raise ValueError(
+                    "`micro_batch_size` needs batches of a fixed size: batch the "
+                    "dataset with `drop_remainder=True`. Received: a dataset of "
+                    f"batches of shape {tuple(shape)}"
+                )
+            sizes = [shape[0]] if shape else []
+        else:
+            views = two_view_inputs.array_views(self.augmenter, x, "x")
+            if views:
+                count = int(views[0][1].shape[0])
+                sizes = [min(batch_size, count)]
+                if not drop_remainder and count > batch_size and count % batch_size:
+                    sizes.append(count % batch_size)
+        for size in sizes:
+            if size % chunk:
+                raise ValueError(
+                    f"Every batch must split into chunks of micro_batch_size="
+                    f"{self.micro_batch_size} images on every replica{where}. "
+                    f"Received: a batch of {size} images (choose a batch size "
+                    f"that is a multiple of {chunk}, or drop_remainder=True)"
+                )
+
     # -- views and projections ------------------------------------------------
 
     def _views(self, inputs):
@@ -289,6 +332,8 @@ class TwoViewModel(BaseModel):
         """
         encoder = self.encoder if encoder is None else encoder
         head = self.projection_head if head is None else head
+        if training and self.micro_batch_size is not None:
+            return encode_in_chunks(encoder, head, views, self.micro_batch_size, paired=paired)
         features = encoder(views, training=training)
         return features, self._project(head, features, training)
 
@@ -335,5 +380,11 @@ class TwoViewModel(BaseModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"temperature": self.temperature, "num_classes": self.num_classes})
+        config.update(
+            {
+                "temperature": self.temperature,
+                "num_classes": self.num_classes,
+                "micro_batch_size": self.micro_batch_size,
+            }
+        )
         return config

@@ -82,3 +82,25 @@ def validate_temperature(temperature):
             f"`temperature` must be a positive finite number. Received: temperature={temperature!r}"
         )
     return value
+
+
+def validate_micro_batch_size(micro_batch_size):
+    """`micro_batch_size` as an int >= 1, or None; else a `ValueError`.
+
+    Example:
+
+    >>> validate_micro_batch_size(64), validate_micro_batch_size(None)
+    (64, None)
+    """
+    if micro_batch_size is None:
+        return None
+    if not isinstance(micro_batch_size, numbers.Integral) or isinstance(micro_batch_size, bool):
+        valid = False
+    else:
+        valid = int(micro_batch_size) >= 1
+    if not valid:
+        raise ValueError(
+            "`micro_batch_size` must be a positive integer (images per chunk of "
+            f"gradient caching) or None. Received: micro_batch_size={micro_batch_size!r}"
+        )
+    return int(micro_batch_size)
