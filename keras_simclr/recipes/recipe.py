@@ -1,41 +1,11 @@
-"""Pretraining recipes: the papers' settings from a few choices.
-
-A recipe turns what a user knows (the method, the image size, the batch size,
-the number of epochs and training images) into a compiled model: encoder,
-projection head, augmentation, loss temperature, optimizer and a warmup +
-cosine learning-rate schedule, with each paper's defaults. The command line
-(`keras-simclr pretrain`), the benchmarks and the examples all build their
-models here, so a notebook gets exactly the CLI's training.
-
-- `simclr`: a 2-layer head; LARS (weight decay 1e-6) at 0.3 x batch / 256;
-  temperature 0.5 and the CIFAR augmentation for images up to 64 px, 0.1 and
-  the ImageNet augmentation above.
-- `simclr_v2`: as `simclr` with a 3-layer head.
-- `moco_v2`: a 2-layer head, momentum encoder and queue; SGD (weight decay
-  1e-4) at 0.03 x batch / 256; temperature 0.2; the MoCo v2 augmentation.
-
-Warmup: 10% of the epochs, at most 10; then cosine decay to 0 at the last
-step. Every default can be overridden by its argument.
-
-References:
-- [Chen et al., 2020a. A Simple Framework for Contrastive Learning of Visual
-  Representations](https://arxiv.org/abs/2002.05709)
-- [Chen et al., 2020b. Big Self-Supervised Models are Strong Semi-Supervised
-  Learners](https://arxiv.org/abs/2006.10029)
-- [Chen et al., 2020c. Improved Baselines with Momentum Contrastive
-  Learning](https://arxiv.org/abs/2003.04297)
-"""
+"""`build`: a named recipe's compiled model, optimizer, schedule and augmenter."""
 
 import dataclasses
-import math
 
-METHODS = ("simclr", "simclr_v2", "moco_v2")
-OPTIMIZERS = ("lars", "sgd", "adamw")
-AUGMENTATIONS = ("auto", "cifar", "imagenet", "moco_v2")
-LEARNING_RATE_SCALINGS = ("linear", "sqrt", "none")
-
-# Images up to this side use the CIFAR augmentation and temperature.
-SMALL_IMAGE_SIZE = 64
+from keras_simclr.recipes.choices import resolve
+from keras_simclr.recipes.choices import validate
+from keras_simclr.recipes.schedules import learning_rate_for
+from keras_simclr.recipes.schedules import warmup_cosine
 
 
 @dataclasses.dataclass
@@ -50,7 +20,8 @@ class Recipe:
         settings: the resolved choices by name: `preset`, `temperature`,
             `peak_learning_rate`, `warmup_steps`, `total_steps`,
             `steps_per_epoch`, `optimizer`, `weight_decay`, `head_layers`,
-            `projection_dim`.
+            `projection_dim`, `micro_batch_size`, `memory_size` (0: none)
+            and `memory_momentum` (`None` for MoCo v2).
     """
 
     model: object
@@ -58,150 +29,6 @@ class Recipe:
     schedule: object
     augmenter: object
     settings: dict
-
-
-def learning_rate_for(base, batch_size, scaling="linear"):
-    """SimCLR's learning-rate scaling with the batch size.
-
-    Args:
-        base: the base learning rate.
-        batch_size: the global batch size.
-        scaling: `"linear"` (base * batch / 256), `"sqrt"` (base * sqrt(batch))
-            or `"none"` (base).
-
-    Example:
-
-    >>> learning_rate_for(0.3, 1024)
-    1.2
-    """
-    if scaling == "linear":
-        return base * batch_size / 256.0
-    if scaling == "sqrt":
-        return base * math.sqrt(batch_size)
-    return base
-
-
-def warmup_cosine(peak, total_steps, warmup_steps):
-    """A linear warmup from 0 to `peak`, then cosine decay to 0 at `total_steps`.
-
-    Args:
-        peak: the learning rate at the end of the warmup.
-        total_steps: the steps of the whole run.
-        warmup_steps: the warmup's steps (0: start at `peak`).
-
-    Returns:
-        a `keras.optimizers.schedules.CosineDecay`.
-    """
-    import keras
-
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else peak,
-        decay_steps=max(total_steps - warmup_steps, 1),
-        warmup_target=peak if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-
-
-def resolve(method="simclr", image_size=None, **choices):
-    """The method's defaults filled in for every choice left `None`.
-
-    Args:
-        method: one of `METHODS`.
-        image_size: the image side (decides the augmentation preset and the
-            temperature); may be `None` when neither is needed.
-        **choices: any of `build`'s keyword arguments; `None` takes the
-            method's default.
-
-    Returns:
-        a dict with `optimizer`, `weight_decay`, `head_layers`,
-        `learning_rate` (the base, before scaling) and, with an
-        `image_size`, `augmentation` (the preset) and `temperature`, plus the
-        other choices as given.
-
-    Example:
-
-    >>> resolve("moco_v2", 32)["temperature"]
-    0.2
-    """
-    _check_choice("method", method, METHODS)
-    moco = method == "moco_v2"
-    resolved = dict(choices)
-    defaults = {
-        "optimizer": "sgd" if moco else "lars",
-        "weight_decay": 1e-4 if moco else 1e-6,
-        "head_layers": 3 if method == "simclr_v2" else 2,
-    }
-    for name, value in defaults.items():
-        if resolved.get(name) is None:
-            resolved[name] = value
-    if resolved.get("learning_rate") is None:
-        resolved["learning_rate"] = (
-            1e-3 if resolved["optimizer"] == "adamw" else 0.03 if moco else 0.3
-        )
-    if image_size is not None:
-        preset = resolved.get("augmentation") or "auto"
-        if preset == "auto":
-            preset = (
-                "moco_v2" if moco else "cifar" if image_size <= SMALL_IMAGE_SIZE else "imagenet"
-            )
-        resolved["augmentation"] = preset
-        if resolved.get("temperature") is None:
-            resolved["temperature"] = 0.2 if moco else 0.5 if preset == "cifar" else 0.1
-    return resolved
-
-
-def _check_choice(name, value, known):
-    if value not in known:
-        raise ValueError(f"Unknown {name}; known: {', '.join(known)}. Received: {name}={value!r}")
-
-
-def validate(method="simclr", **choices):
-    """Raises `ValueError` naming the first bad choice (before any work).
-
-    `build` calls it; call it yourself to check choices before loading data.
-
-    Args:
-        method: one of `METHODS`.
-        **choices: `build`'s keyword arguments (unknown ones are ignored).
-    """
-    from keras_simclr.models import check_encoder
-
-    defaults = dict(encoder="resnet18_cifar", batch_size=256, epochs=100, momentum=0.9)
-    defaults.update(augmentation="auto", learning_rate_scaling="linear", queue_size=65536)
-    c = {**defaults, **choices}
-    encoder, batch_size, momentum = c["encoder"], c["batch_size"], c["momentum"]
-    _check_choice("method", method, METHODS)
-    check_encoder(encoder)
-    _check_choice("augmentation", c["augmentation"] or "auto", AUGMENTATIONS)
-    _check_choice("learning_rate_scaling", c["learning_rate_scaling"], LEARNING_RATE_SCALINGS)
-    if c.get("optimizer") is not None:
-        _check_choice("optimizer", c["optimizer"], OPTIMIZERS)
-    for name, value in (("batch_size", batch_size), ("epochs", c["epochs"])):
-        if value < 1:
-            raise ValueError(f"{name} must be positive. Received: {name}={value}")
-    width = c.get("width_multiplier")
-    if width is not None and not width > 0:
-        raise ValueError(
-            "width_multiplier must be > 0 (None keeps the model's own). "
-            f"Received: width_multiplier={width}"
-        )
-    check_encoder(encoder, width)  # a keras_hub: / keras_applications: backbone refuses it
-    for name in ("learning_rate", "weight_decay", "warmup_epochs"):
-        value = c.get(name)
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value}")
-    if c.get("learning_rate") == 0:
-        raise ValueError("learning_rate must be > 0. Received: learning_rate=0.0")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum}")
-    if method == "moco_v2" and c["queue_size"] < batch_size:
-        raise ValueError(
-            "queue_size must hold at least one global batch of keys. Received: "
-            f"queue_size={c['queue_size']}, batch_size={batch_size}"
-        )
-    temperature = c.get("temperature")
-    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
 
 
 def build(
@@ -230,6 +57,9 @@ def build(
     shuffle_bn_splits=8,
     sync_batchnorm=False,
     steps_per_execution=1,
+    micro_batch_size=None,
+    memory_size=None,
+    memory_momentum=None,
 ):
     """Builds and compiles the model of a named recipe.
 
@@ -237,6 +67,23 @@ def build(
     (then pass `sync_batchnorm=True` for global BatchNorm statistics; MoCo
     keeps BatchNorm per replica and shuffles its keys instead). Call
     `keras.utils.set_random_seed(seed)` first for reproducible weights.
+
+    More negatives for the memory (both off by default, both for `simclr`
+    and `simclr_v2`):
+
+    - `micro_batch_size`: gradient caching (Gao et al., 2021). Each step
+      encodes the batch in chunks of `micro_batch_size` images, computes
+      NT-Xent on the whole batch, then recomputes every chunk with the
+      loss's gradient: the gradients of the full batch at the activation
+      memory of one chunk, for about one more forward pass. BatchNorm
+      normalizes each chunk alone, like per-replica BatchNorm, so
+      `sync_batchnorm` is turned off.
+    - `memory_size`: SimCLR v2's memory. A momentum copy of the encoder and
+      head encodes every batch too, and its last `memory_size` projections
+      are extra negatives. The paper uses 65536 with momentum 0.999; it is
+      off here by default because the copy lags the model by about
+      1 / (1 - momentum) = 1000 steps (a short run's memory holds stale
+      negatives) and costs one more forward pass a step.
 
     Args:
         method: `"simclr"` (v1), `"simclr_v2"` (3-layer head) or `"moco_v2"`
@@ -271,9 +118,24 @@ def build(
         shuffle_bn_splits: MoCo: BatchNorm groups the keys are shuffled into.
         sync_batchnorm: global BatchNorm statistics across replicas.
         steps_per_execution: passed to `compile`.
+        micro_batch_size: gradient caching in chunks of this many images
+            (must divide the batch on every replica); `None`: off. Not for
+            `moco_v2`.
+        memory_size: SimCLR v2's memory: momentum projections kept as
+            extra negatives, at least 2 x `batch_size`; `None` or 0: none.
+            Not for `moco_v2` (see `queue_size`).
+        memory_momentum: the memory's momentum encoder's moving-average
+            momentum; `None`: 0.999. Only with a `memory_size`.
 
     Returns:
         a `Recipe`.
+
+    Raises:
+        ValueError: a choice out of its range (named, with what was
+            received); `micro_batch_size` that does not divide `batch_size`,
+            `memory_size` below 2 x `batch_size`, either with `moco_v2`, or
+            `memory_momentum` without a memory; fewer training images than
+            one batch.
 
     Example:
 
@@ -310,6 +172,9 @@ def build(
         warmup_epochs=warmup_epochs,
         queue_size=queue_size,
         head_layers=head_layers,
+        micro_batch_size=micro_batch_size,
+        memory_size=memory_size,
+        memory_momentum=memory_momentum,
     )
     validate(method, **choices)
     steps_per_epoch = train_examples // batch_size
@@ -322,7 +187,9 @@ def build(
     moco = method == "moco_v2"
     # MoCo keeps BatchNorm per replica and shuffles the keys into groups
     # instead: synchronized statistics would leak across the groups.
-    sync_batchnorm = sync_batchnorm and not moco
+    # Gradient caching normalizes each chunk alone: it refuses synchronized
+    # BatchNorm, whose statistics would span the chunks of every replica.
+    sync_batchnorm = sync_batchnorm and not moco and micro_batch_size is None
     parts = dict(
         encoder=models.create_encoder(
             encoder,
@@ -342,6 +209,8 @@ def build(
         num_classes=num_classes,
         name=method,
     )
+    if micro_batch_size is not None:
+        parts["micro_batch_size"] = micro_batch_size
     augmenter = parts["augmenter"]
     if moco:
         model = models.MoCoModel(
@@ -352,6 +221,10 @@ def build(
             seed=seed,
         )
     else:
+        if resolved["memory_size"]:
+            parts.update(
+                memory_size=resolved["memory_size"], memory_momentum=resolved["memory_momentum"]
+            )
         model = models.ContrastiveModel(**parts)
     peak = learning_rate_for(resolved["learning_rate"], batch_size, learning_rate_scaling)
     total_steps = epochs * steps_per_epoch
@@ -380,6 +253,9 @@ def build(
         "weight_decay": weight_decay,
         "head_layers": resolved["head_layers"],
         "projection_dim": projection_dim,
+        "micro_batch_size": micro_batch_size,
+        "memory_size": resolved["memory_size"],
+        "memory_momentum": resolved["memory_momentum"],
     }
     return Recipe(model, optimizer, schedule, augmenter, settings)
 
