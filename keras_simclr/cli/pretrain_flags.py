@@ -31,6 +31,9 @@ RECIPE_FLAGS = (
     "batch_size",
     "epochs",
     "moco_momentum",
+    "micro_batch_size",
+    "memory_size",
+    "memory_momentum",
 )
 
 
@@ -142,6 +145,31 @@ def define_flags(flag_values=flags.FLAGS):
         "shuffle_bn_splits",
         8,
         "moco_v2: BatchNorm groups the keys are shuffled into; must divide the per-replica batch.",
+    )
+    define.integer(
+        "micro_batch_size",
+        None,
+        "simclr, simclr_v2: gradient caching. Every step encodes each replica's batch in "
+        "chunks of K images, computes NT-Xent on the whole global batch, then recomputes "
+        "each chunk with the loss's gradient: the gradients of the full --batch_size at "
+        "the activation memory of K images, for about one more forward pass. Must divide "
+        "the per-replica batch. BatchNorm normalizes each chunk alone (never synchronized "
+        "across replicas). Default: off.",
+    )
+    define.integer(
+        "memory_size",
+        None,
+        "simclr, simclr_v2: SimCLR v2's memory: a momentum copy of the encoder and head "
+        "encodes every batch too, and its last M projections are extra negatives; at least "
+        "2 x --batch_size. Default 0 (off): the paper's 65536 needs a long run, because the "
+        "copy lags the model by about 1 / (1 - --memory_momentum) = 1000 steps (a short "
+        "run's memory holds stale negatives), and it costs one more forward pass a step. "
+        "moco_v2 has its own queue: --queue_size.",
+    )
+    define.float(
+        "memory_momentum",
+        None,
+        "With --memory_size: momentum of the memory encoder's moving average; default 0.999.",
     )
     define.string("output_dir", None, "Where checkpoints, logs, metrics and the encoder go.")
     define.bool(

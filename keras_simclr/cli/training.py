@@ -38,7 +38,16 @@ from keras_simclr.cli.run_folder import truncate_log
 from keras_simclr.cli.run_folder import write_json
 
 # The recipe's settings recorded in config.json and metrics.json.
-RECORDED_SETTINGS = ("preset", "temperature", "peak_learning_rate", "warmup_steps", "total_steps")
+RECORDED_SETTINGS = (
+    "preset",
+    "temperature",
+    "peak_learning_rate",
+    "warmup_steps",
+    "total_steps",
+    "micro_batch_size",
+    "memory_size",
+    "memory_momentum",
+)
 
 
 def _agree_on(strategy, role, value, what, output_dir):
@@ -69,6 +78,14 @@ def _resolved_config(flags, saved, resuming, output_dir):
 def _check_batch_split(config, replicas):
     distribute.check_global_batch(config["batch_size"], replicas)
     per_replica = config["batch_size"] // replicas
+    micro_batch_size = config["micro_batch_size"]
+    if micro_batch_size is not None and per_replica % micro_batch_size:
+        raise PretrainError(
+            "--micro_batch_size must divide the per-replica batch (each replica encodes its "
+            "part in chunks). Received: "
+            f"micro_batch_size={micro_batch_size}, batch_size={config['batch_size']} "
+            f"over {replicas} replica(s)"
+        )
     if config["method"] == "moco_v2" and per_replica % config["shuffle_bn_splits"]:
         raise PretrainError(
             "--shuffle_bn_splits must divide the per-replica batch. Received: "
@@ -282,8 +299,11 @@ def train(flags, saved, resuming, strategy, role, write_dir):
             image_size=image_size,
             train_examples=train_data.num_examples,
             num_classes=data.probe_classes,
-            # Global BatchNorm whenever the batch is split over devices.
-            sync_batchnorm=replicas > 1,
+            # Global BatchNorm whenever the batch is split over devices, but
+            # not with --micro_batch_size: each chunk normalizes alone, as
+            # unsynchronized per-replica BatchNorm does (the recipe turns
+            # synchronization off with gradient caching too).
+            sync_batchnorm=replicas > 1 and config["micro_batch_size"] is None,
             **recipe_arguments(config),
         )
         model = recipe.model
