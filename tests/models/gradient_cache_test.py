@@ -24,6 +24,7 @@ def group_norm_model(micro_batch_size, num_classes=None, dropout=0.0):
         keras.Input((8, 8, 3)),
         keras.layers.Conv2D(4, 3, activation="relu"),
         keras.layers.GroupNormalization(2),
+        keras.layers.Dropout(dropout),
         keras.layers.Conv2D(6, 3),
         keras.layers.GlobalAveragePooling2D(),
     ])
@@ -72,6 +73,23 @@ def test_chunked_sgd_step_equals_the_plain_step_without_batchnorm(micro_batch_si
     # The step moved the weights (the test could fail).
     fresh = group_norm_model(None)  # noqa: F821
     assert max_weight_diff(plain, fresh) > 1e-3  # noqa: F821
+
+
+def test_the_second_pass_draws_the_dropout_masks_of_the_first():
+    # One chunk of all 16 images draws the masks the plain step draws; the
+    # gradient is exact only if the recomputation draws them again.
+    plain, plain_loss = one_step(None, dropout=0.5)  # noqa: F821
+    cached, cached_loss = one_step(16, dropout=0.5)  # noqa: F821
+    np.testing.assert_allclose(cached_loss, plain_loss, rtol=1e-6)
+    assert max_weight_diff(plain, cached) < 1e-5  # noqa: F821
+    without, _ = one_step(16)  # noqa: F821
+    assert max_weight_diff(plain, without) > 1e-3  # noqa: F821
+    # Each chunk draws its own mask: the seed state moves on once per chunk
+    # (the plain step and one chunk: once).
+    for micro_batch_size, draws in ((None, 1), (16, 1), (4, 4)):
+        model, _ = one_step(micro_batch_size, dropout=0.5)  # noqa: F821
+        (seed,) = [v for v in model.encoder.non_trainable_variables if "seed" in v.path]
+        assert int(np.asarray(seed.value)[1]) == draws
 
 
 def test_chunked_step_with_the_online_probe_equals_the_plain_step():
