@@ -122,6 +122,7 @@ def test_a_plain_step_over_the_cap_bounds_the_memory_ratios():
         (["--models", "vgg"], "['vgg']"),
         (["--steps", "0"], "steps=0"),
         (["--memory_limit_gb", "0"], "memory_limit_gb=0.0"),
+        (["--skip", "resnet50"], "skip=['resnet50']"),
     ],
 )
 def test_bad_arguments_are_refused_with_what_was_received(capsys, argv, received):
