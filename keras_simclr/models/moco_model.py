@@ -153,34 +153,28 @@ class MoCoModel(TwoViewModel):
 
     def build(self, input_shape):
         super().build(input_shape)
-        image_shape = self._image_shape(input_shape)
         # Parameters only (MoCo averages parameters, not BN buffers).
-        self._momentum_indices = momentum_lib.build_momentum_copy(
+        (
+            self._momentum_indices,
+            self.queue,
+            self.queue_pointer,
+            self.key_initialized,
+        ) = momentum_lib.build_momentum_memory(
             self,
-            [self.encoder, self.projection_head],
             [self.key_encoder, self.key_projection_head],
-            image_shape,
+            self._image_shape(input_shape),
+            self.queue_size,
+            ("queue", "queue_pointer", "key_initialized"),
+            seed=self.seed,
         )
-        feature_shape = self.encoder.compute_output_shape(image_shape)
-        dim = self.projection_head.compute_output_shape(feature_shape)[-1]
-        self.queue = momentum_lib.add_state(
-            self, "queue", (self.queue_size, dim), momentum_lib.UnitRows(seed=self.seed), "float32"
-        )
-        self.queue_pointer = momentum_lib.add_state(self, "queue_pointer", (), "zeros", "int32")
-        # 0 until the first training step, which copies the query weights
-        # into the key encoder (see `momentum_lib.update_momentum_copy`).
-        self.key_initialized = momentum_lib.add_state(self, "key_initialized", (), "zeros", "int32")
         self.built = True
 
-    def _query_weights(self):
-        return self.encoder.weights + self.projection_head.weights
-
-    def _key_weights(self):
-        return self.key_encoder.weights + self.key_projection_head.weights
-
     def _momentum_pairs(self):
-        query, key = self._query_weights(), self._key_weights()
-        return [(query[i], key[i]) for i in self._momentum_indices]
+        return momentum_lib.weight_pairs(
+            [self.encoder, self.projection_head],
+            [self.key_encoder, self.key_projection_head],
+            self._momentum_indices,
+        )
 
     def _encode_keys(self, views, training):
         splits = self.shuffle_bn_splits if training else 1

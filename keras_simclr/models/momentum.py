@@ -2,11 +2,11 @@
 encoder and queue) and `ContrastiveModel(memory_size=...)` (SimCLR v2's
 memory) (not public API).
 
-A model keeps a momentum copy of some of its layers (`clone_layer`,
-`build_momentum_copy`): layers of the same config whose trainable weights
-follow an exponential moving average of the originals (`MomentumUpdate`,
-`update_momentum_copy`), and a ring buffer of L2-normalized rows
-(`add_state`, `UnitRows`, `enqueue`). The model owns every variable, so
+A model keeps a momentum copy of its encoder and head (`clone_layer`,
+`build_momentum_memory`): layers of the same config whose trainable
+weights follow an exponential moving average of the originals
+(`MomentumUpdate`, `weight_pairs`, `update_momentum_copy`), and a ring
+buffer of L2-normalized rows (`gather_rows`, `enqueue`). The model owns every variable, so
 its weight paths and `.keras` files do not depend on this module.
 """
 
@@ -106,6 +106,42 @@ def build_momentum_copy(owner, originals, copies, input_shape):
         # stay trainable, so their BatchNorm uses batch statistics.
         weight.trainable = False
     return [i for i, weight in enumerate(original_weights) if weight.trainable]
+
+
+def build_momentum_memory(owner, copies, image_shape, size, names, seed=None):
+    """Builds the momentum copy of `owner`'s encoder and head, then its
+    queue, the queue's write position and the copy's `initialized` flag.
+
+    Args:
+        owner: the model, with built `encoder` and `projection_head`.
+        copies: `[encoder_copy, head_copy]`, from `clone_layer`.
+        image_shape: the encoder's input shape.
+        size: the number of rows of the queue.
+        names: the names of the three variables (queue, pointer, flag).
+        seed: seed of the queue's random unit rows (`UnitRows`).
+
+    Returns:
+        `(indices, queue, pointer, initialized)`: `build_momentum_copy`'s
+        indices and the three variables, created in that order.
+    """
+    originals = [owner.encoder, owner.projection_head]
+    indices = build_momentum_copy(owner, originals, copies, image_shape)
+    feature_shape = owner.encoder.compute_output_shape(image_shape)
+    dim = owner.projection_head.compute_output_shape(feature_shape)[-1]
+    queue = add_state(owner, names[0], (size, dim), UnitRows(seed=seed), "float32")
+    pointer = add_state(owner, names[1], (), "zeros", "int32")
+    # 0 until the first training step, which copies the weights (see
+    # `update_momentum_copy`).
+    initialized = add_state(owner, names[2], (), "zeros", "int32")
+    return indices, queue, pointer, initialized
+
+
+def weight_pairs(originals, copies, indices):
+    """The `(original, copy)` weight pairs at `indices` of the concatenated
+    weights of the layers `originals` and `copies`."""
+    weights = [w for layer in originals for w in layer.weights]
+    copy_weights = [w for layer in copies for w in layer.weights]
+    return [(weights[i], copy_weights[i]) for i in indices]
 
 
 def add_state(owner, name, shape, initializer, dtype):

@@ -113,6 +113,9 @@ def test_momentum_update_against_hand_computed_weights(momentum):
 
 
 def test_momentum_update_uses_the_query_weights_before_the_step():
+    # Seeded: from some initial weights (seed 22) the lr=0.5 step collapses
+    # the queries (z_std 7e-9) and the second step moves no weight.
+    keras.utils.set_random_seed(0)
     model = _model(momentum=0.9)
     pair = _pair()
     _fit(model, pair, steps=1, learning_rate=0.5)
