@@ -249,6 +249,38 @@ def test_numpy_integers_are_accepted():
     json.dumps(model.get_config()["memory_size"])
 
 
+@pytest.mark.slow
+def test_memory_with_micro_batch_size_equals_the_plain_steps():
+    # Gradient caching encodes the momentum copy's views in chunks too;
+    # without BatchNorm, 3 chunked steps equal 3 plain ones.
+    def run(micro_batch_size):
+        keras.utils.set_random_seed(0)
+        encoder = keras.Sequential(
+            [
+                keras.Input((SIZE, SIZE, 3)),
+                keras.layers.Conv2D(8, 3),
+                keras.layers.GlobalAveragePooling2D(),
+            ]
+        )
+        model = ContrastiveModel(
+            encoder,
+            keras.layers.Dense(6),
+            temperature=0.5,
+            memory_size=20,
+            memory_momentum=0.5,
+            micro_batch_size=micro_batch_size,
+        )
+        history = _fit(model, _pairs(3, seed=4), learning_rate=0.5).history
+        return history["loss"][0], _state(model), [_np(w) for w in model.weights]
+
+    plain, chunked = run(None), run(2)
+    np.testing.assert_allclose(chunked[0], plain[0], rtol=1e-6)
+    assert chunked[1]["pointer"] == plain[1]["pointer"] == 4
+    np.testing.assert_allclose(chunked[1]["queue"], plain[1]["queue"], atol=1e-5)
+    for a, b in zip(chunked[2], plain[2]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 _TF_REPLICAS = """
 import json, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
