@@ -99,6 +99,27 @@ class ContrastiveModel(TwoViewModel):
     it. Evaluation reads the queue and never writes it, nor moves the copy.
     `memory_size=0` (the default, and SimCLR v1) keeps none of this.
 
+    Gradient caching (`micro_batch_size=k`, Gao et al. 2021): a batch too
+    large for the device's memory trains exactly, `k` images at a time. The
+    training step encodes the `2N` views in chunks of `k` images (both views
+    of an image in the same chunk) keeping only their features and
+    projections, computes NT-Xent and its gradient with respect to the
+    projections on the whole (global) batch, then runs each chunk's forward
+    pass again and back-propagates its share of that gradient. The gradients
+    equal those of the whole batch for an encoder whose examples do not
+    interact; with BatchNorm each chunk normalizes with its own statistics,
+    exactly as a replica holding that chunk would with unsynchronized
+    BatchNorm (the moving averages move by the mean of the chunks'
+    updates), so synchronized BatchNorm is refused under several replicas.
+    Peak activation memory is that of one chunk; the cost is one more
+    forward pass of the encoder. It runs on TensorFlow (also under a
+    `tf.distribute` strategy, each replica chunking its own share while the
+    negatives are still gathered from all) and JAX, with mixed precision,
+    the online probe and the memory (whose copy encodes in chunks too).
+    Every training batch must split into chunks of `k` on every replica:
+    `fit` drops a last partial batch of arrays by default and refuses other
+    sizes before the first step. Evaluation runs unchunked.
+
     Args:
         encoder: a `keras.Model` mapping float32 images in [0, 1],
             `(batch, H, W, 3)`, to features h, `(batch, F)`; available
@@ -129,13 +150,18 @@ class ContrastiveModel(TwoViewModel):
             rebuilds (for the momentum copy).
         memory_momentum: momentum of the copy's moving average, in [0, 1)
             (MoCo: 0.999).
+        micro_batch_size: images per chunk of gradient caching, a divisor
+            of the per-replica batch size; `None` (default): the whole batch
+            at once.
         **kwargs: forwarded to `keras.Model`.
 
     Raises:
         ValueError: a `memory_size` that is not a non-negative integer, a
             `memory_momentum` outside [0, 1), a temperature that is not
-            positive, `num_classes` below 2; in the first training step, a
-            `memory_size` below 2 x the global batch size.
+            positive, `num_classes` below 2, a `micro_batch_size` that is
+            not a positive integer; in `fit`, batches that do not split
+            into chunks of `micro_batch_size`; in the first training step,
+            a `memory_size` below 2 x the global batch size.
 
     Example:
 
@@ -169,6 +195,8 @@ class ContrastiveModel(TwoViewModel):
     References:
         - Chen et al., A Simple Framework for Contrastive Learning of Visual
           Representations, ICML 2020, algorithm 1.
+        - Gao, Zhang, Han and Callan, Scaling Deep Contrastive Learning
+          Batch Size under Memory Limited Setup, RepL4NLP 2021.
         - Chen et al., Big Self-Supervised Models are Strong Semi-Supervised
           Learners, NeurIPS 2020, section 2 (the memory network).
         - He et al., Momentum Contrast for Unsupervised Visual

@@ -70,6 +70,12 @@ class MoCoModel(TwoViewModel):
             logged as `probe_accuracy`.
         seed: seed of the key shuffling and of the initial queue; `None`:
             random (fixed by `keras.utils.set_random_seed`).
+        micro_batch_size: images per chunk of gradient caching for the
+            query encoder (see `ContrastiveModel`): each query's loss reads
+            only its own key and the queue, so chunks change nothing but
+            BatchNorm's batch (each chunk normalizes alone) and the memory;
+            the key encoder runs without gradient, in its
+            `shuffle_bn_splits` groups. `None` (default): unchunked.
         **kwargs: forwarded to `keras.Model`.
 
     Example:
@@ -221,8 +227,9 @@ class MoCoModel(TwoViewModel):
         """
         views = self._views(inputs)
         view_q, view_k = ops.split(views, 2, axis=0)
-        features = self.encoder(view_q, training=training)
-        query = self._project(self.projection_head, features, training)
+        # Chunked with gradient caching under `micro_batch_size`: every
+        # query's loss reads only its own key and the queue.
+        features, query = self._encode(view_q, training, paired=False)
         key = ops.stop_gradient(self._encode_keys(view_k, training))
         outputs = {
             "z": query,

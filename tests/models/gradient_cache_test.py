@@ -301,3 +301,43 @@ print(json.dumps(results))
         assert moved > 1e-3, key
     assert "synchronized BatchNorm" in results["sync_error"]
     assert "sync_batchnorm=False" in results["sync_error"]
+
+
+def test_moco_chunks_its_queries_exactly(monkeypatch):
+    from keras_simclr.models import MoCoModel
+    from keras_simclr.models import two_view_model
+
+    chunked = []
+
+    def counting(encoder, head, views, chunk_size, paired=True):
+        chunked.append((int(views.shape[0]), chunk_size, paired))
+        return encode(encoder, head, views, chunk_size, paired=paired)
+
+    encode = two_view_model.encode_in_chunks
+    monkeypatch.setattr(two_view_model, "encode_in_chunks", counting)
+
+    def moco_step(micro_batch_size):
+        keras.utils.set_random_seed(1)
+        encoder = group_norm_model(None).encoder  # noqa: F821
+        model = MoCoModel(
+            encoder,
+            keras.layers.Dense(5),
+            queue_size=64,
+            shuffle_bn_splits=1,
+            seed=3,
+            micro_batch_size=micro_batch_size,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        history = model.fit(views(), batch_size=16, epochs=2, verbose=0, shuffle=False)  # noqa: F821
+        return model, history.history["loss"]
+
+    plain, plain_loss = moco_step(None)
+    cached, cached_loss = moco_step(4)
+    np.testing.assert_allclose(cached_loss, plain_loss, rtol=1e-6)
+    assert max_weight_diff(plain, cached) < 1e-5  # noqa: F821
+    np.testing.assert_allclose(
+        np.asarray(cached.queue.value), np.asarray(plain.queue.value), atol=1e-6
+    )
+    assert int(np.asarray(cached.queue_pointer.value)) == 32
+    # The 16 queries were chunked, the keys were not.
+    assert set(chunked) == {(16, 4, False)}
