@@ -149,8 +149,8 @@ def define_flags(flag_values=flags.FLAGS):
     define.integer(
         "micro_batch_size",
         None,
-        "simclr, simclr_v2: gradient caching. Every step encodes each replica's batch in "
-        "chunks of K images, computes NT-Xent on the whole global batch, then recomputes "
+        "Gradient caching: every step encodes each replica's batch in chunks of K images "
+        "(moco_v2: its queries), computes the loss on the whole global batch, then recomputes "
         "each chunk with the loss's gradient: the gradients of the full --batch_size at "
         "the activation memory of K images, for about one more forward pass. Must divide "
         "the per-replica batch. BatchNorm normalizes each chunk alone (never synchronized "

@@ -18,9 +18,9 @@ Warmup: 10% of the epochs, at most 10; then cosine decay to 0 at the last
 step. Every default can be overridden by its argument.
 
 Two ways to more negatives, both off by default: `micro_batch_size`
-(gradient caching: a large batch encoded in chunks, the memory of one chunk)
-and, for `simclr` and `simclr_v2`, `memory_size` (SimCLR v2's momentum
-memory of negatives).
+(gradient caching: a large batch encoded in chunks, the memory of one chunk;
+every method) and, for `simclr` and `simclr_v2`, `memory_size` (SimCLR v2's
+momentum memory of negatives).
 
 References:
 - [Chen et al., 2020a. A Simple Framework for Contrastive Learning of Visual

@@ -123,7 +123,7 @@ def validate(method="simclr", **choices):
     temperature = c.get("temperature")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be > 0. Received: temperature={temperature}")
-    _check_micro_batch_size(method, c.get("micro_batch_size"), batch_size)
+    _check_micro_batch_size(c.get("micro_batch_size"), batch_size)
     _check_memory(method, c.get("memory_size"), c.get("memory_momentum"), batch_size)
 
 
@@ -131,21 +131,13 @@ def _is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_micro_batch_size(method, micro_batch_size, batch_size):
+def _check_micro_batch_size(micro_batch_size, batch_size):
     if micro_batch_size is None:
         return
     if not (_is_integer(micro_batch_size) and micro_batch_size >= 1):
         raise ValueError(
             "micro_batch_size must be a positive integer (None: no gradient caching). "
             f"Received: micro_batch_size={micro_batch_size!r}"
-        )
-    if method == "moco_v2":
-        # MoCoModel encodes its queries in one pass: a chunk size would be
-        # accepted and ignored.
-        raise ValueError(
-            "micro_batch_size (gradient caching) is for simclr and simclr_v2; moco_v2 "
-            "encodes its queries in one pass. Received: method='moco_v2', "
-            f"micro_batch_size={micro_batch_size}"
         )
     if batch_size % micro_batch_size:
         raise ValueError(

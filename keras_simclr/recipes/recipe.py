@@ -68,17 +68,17 @@ def build(
     keeps BatchNorm per replica and shuffles its keys instead). Call
     `keras.utils.set_random_seed(seed)` first for reproducible weights.
 
-    More negatives for the memory (both off by default, both for `simclr`
-    and `simclr_v2`):
+    More negatives for the memory (both off by default):
 
     - `micro_batch_size`: gradient caching (Gao et al., 2021). Each step
       encodes the batch in chunks of `micro_batch_size` images, computes
-      NT-Xent on the whole batch, then recomputes every chunk with the
+      the loss on the whole batch, then recomputes every chunk with the
       loss's gradient: the gradients of the full batch at the activation
       memory of one chunk, for about one more forward pass. BatchNorm
       normalizes each chunk alone, like per-replica BatchNorm, so
-      `sync_batchnorm` is turned off.
-    - `memory_size`: SimCLR v2's memory. A momentum copy of the encoder and
+      `sync_batchnorm` is turned off. MoCo v2 chunks its queries (its
+      keys need no gradient).
+    - `memory_size` (`simclr`, `simclr_v2`): SimCLR v2's memory. A momentum copy of the encoder and
       head encodes every batch too, and its last `memory_size` projections
       are extra negatives. The paper uses 65536 with momentum 0.999; it is
       off here by default because the copy lags the model by about
@@ -119,8 +119,7 @@ def build(
         sync_batchnorm: global BatchNorm statistics across replicas.
         steps_per_execution: passed to `compile`.
         micro_batch_size: gradient caching in chunks of this many images
-            (must divide the batch on every replica); `None`: off. Not for
-            `moco_v2`.
+            (must divide the batch on every replica); `None`: off.
         memory_size: SimCLR v2's memory: momentum projections kept as
             extra negatives, at least 2 x `batch_size`; `None` or 0: none.
             Not for `moco_v2` (see `queue_size`).
@@ -133,9 +132,9 @@ def build(
     Raises:
         ValueError: a choice out of its range (named, with what was
             received); `micro_batch_size` that does not divide `batch_size`,
-            `memory_size` below 2 x `batch_size`, either with `moco_v2`, or
-            `memory_momentum` without a memory; fewer training images than
-            one batch.
+            `memory_size` below 2 x `batch_size`, a memory with `moco_v2`,
+            or `memory_momentum` without a memory; fewer training images
+            than one batch.
 
     Example:
 
@@ -209,7 +208,7 @@ def build(
         num_classes=num_classes,
         name=method,
     )
-    if micro_batch_size is not None:
+    if micro_batch_size is not None:  # MoCo v2 chunks its queries
         parts["micro_batch_size"] = micro_batch_size
     augmenter = parts["augmenter"]
     if moco:
