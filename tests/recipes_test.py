@@ -1,4 +1,5 @@
 import math
+import re
 
 import keras
 import numpy as np
@@ -31,6 +32,9 @@ def test_simclr_v2_has_a_three_layer_head_and_simclr_settings():
         "weight_decay": 1e-6,
         "head_layers": 3,
         "projection_dim": 128,
+        "micro_batch_size": None,
+        "memory_size": 0,
+        "memory_momentum": 0.999,
     }
 
 
@@ -89,6 +93,84 @@ def test_bad_choices_are_named(overrides, received):
     arguments = dict(SMALL, image_size=32, **overrides)
     with pytest.raises(ValueError, match=received):
         recipes.build("simclr", **arguments)
+
+
+@pytest.mark.parametrize(
+    "method, overrides, received",
+    [
+        ("simclr", {"micro_batch_size": 0}, "micro_batch_size=0"),
+        ("simclr", {"micro_batch_size": 48}, "micro_batch_size=48, batch_size=64"),
+        ("simclr", {"micro_batch_size": 8.0}, "micro_batch_size=8.0"),
+        ("simclr_v2", {"memory_size": -1}, "memory_size=-1"),
+        ("simclr_v2", {"memory_size": 100}, "memory_size=100, batch_size=64"),
+        ("simclr", {"memory_size": 128, "memory_momentum": 1.0}, "memory_momentum=1.0"),
+        ("simclr_v2", {"memory_momentum": 0.99}, "memory_momentum=0.99, memory_size=None"),
+        (
+            "moco_v2",
+            {"memory_size": 256},
+            "queue_size. Received: method='moco_v2', memory_size=256",
+        ),
+        ("moco_v2", {"memory_momentum": 0.99}, "method='moco_v2', memory_momentum=0.99"),
+    ],
+)
+def test_bad_chunk_and_memory_choices_are_named(method, overrides, received):
+    arguments = dict(SMALL, image_size=32, queue_size=128, **overrides)
+    with pytest.raises(ValueError, match=re.escape(received)):
+        recipes.build(method, **arguments)
+
+
+def test_defaults_keep_the_model_config_and_need_no_chunks_or_memory():
+    # A fresh session each: the same automatic layer names.
+    keras.backend.clear_session()
+    plain = recipes.simclr(image_size=32, **SMALL).model
+    keras.backend.clear_session()
+    explicit = recipes.simclr(
+        image_size=32, micro_batch_size=None, memory_size=None, memory_momentum=None, **SMALL
+    ).model
+    config = plain.get_config()
+    assert config == explicit.get_config()
+    assert config["micro_batch_size"] is None and config["memory_size"] == 0
+    assert plain.momentum_encoder is None
+    # A MoCo recipe has no memory settings either.
+    moco = recipes.moco_v2(image_size=32, queue_size=128, **SMALL)
+    assert moco.model.micro_batch_size is None
+    assert (moco.settings["memory_size"], moco.settings["memory_momentum"]) == (0, None)
+    # MoCo v2 chunks its queries.
+    chunked = recipes.moco_v2(image_size=32, queue_size=128, micro_batch_size=16, **SMALL)
+    assert chunked.model.micro_batch_size == 16 and chunked.settings["micro_batch_size"] == 16
+
+
+@pytest.mark.parametrize("method", ["simclr", "simclr_v2"])
+def test_micro_batch_size_and_memory_reach_the_model(method):
+    recipe = recipes.build(
+        method, image_size=32, micro_batch_size=16, memory_size=256, memory_momentum=0.99, **SMALL
+    )
+    model = recipe.model
+    assert (model.micro_batch_size, model.memory_size, model.memory_momentum) == (16, 256, 0.99)
+    assert model.get_config()["micro_batch_size"] == 16
+    settings = recipe.settings
+    assert (settings["micro_batch_size"], settings["memory_size"]) == (16, 256)
+    assert settings["memory_momentum"] == 0.99
+    # The paper's momentum when only the size is given.
+    assert recipes.build(method, image_size=32, memory_size=128, **SMALL).model.memory_momentum == (
+        0.999
+    )
+
+
+def _synchronized_batchnorms(model):
+    model.build((None, 32, 32, 3))
+    layers = [*model.encoder._flatten_layers(), *model.projection_head._flatten_layers()]
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms
+    return {bool(layer.synchronized) for layer in norms}
+
+
+def test_micro_batch_size_turns_batchnorm_synchronization_off():
+    # Each chunk normalizes alone: synchronized statistics would span them.
+    synced = recipes.simclr(image_size=32, sync_batchnorm=True, **SMALL).model
+    assert _synchronized_batchnorms(synced) == {True}
+    chunked = recipes.simclr(image_size=32, sync_batchnorm=True, micro_batch_size=16, **SMALL)
+    assert _synchronized_batchnorms(chunked.model) == {False}
 
 
 def test_unknown_method_is_named():
