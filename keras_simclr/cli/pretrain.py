@@ -26,6 +26,17 @@ and new values (`--noresume` starts over). A finished run started again
 reports its result and changes nothing. Every expected failure prints one
 `error:` line and exits with status 2.
 
+Batches larger than memory allows: `--micro_batch_size K` encodes each
+replica's batch (MoCo: its queries) in chunks of K images and recomputes
+each chunk in the backward pass (gradient caching): the gradients of the
+whole batch at the activation memory of K images, for about one more
+forward pass; BatchNorm then normalizes each chunk alone, never
+synchronized across replicas. `--memory_size M` (`simclr`, `simclr_v2`)
+adds SimCLR v2's memory: a momentum copy of the encoder and head
+(`--memory_momentum`, 0.999) whose last M projections are extra
+negatives, kept in every checkpoint. It is off by default: the copy lags the model by about 1000
+steps, so a short run's memory holds stale negatives.
+
 Several machines: start the same command on each, with `TF_CONFIG` naming
 every worker (TensorFlow: `MultiWorkerMirroredStrategy`) or, on JAX,
 `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES` and
