@@ -275,7 +275,12 @@ def _tf_cached(network, params, floats, integers, chunks):
     z_spec = network.head.compute_output_spec(features_spec)
 
     def loop(body, carry):
-        return tf.while_loop(lambda index, *_: index < count, body, (0,) + carry)[1:]
+        # One chunk at a time: the chunks do not depend on each other, and
+        # `tf.while_loop` would otherwise run up to 10 of them at once, with
+        # their activations.
+        return tf.while_loop(
+            lambda index, *_: index < count, body, (0,) + carry, parallel_iterations=1
+        )[1:]
 
     def forward(params, floats, integers):
         arrays = [
