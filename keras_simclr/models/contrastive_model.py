@@ -305,7 +305,7 @@ class ContrastiveModel(TwoViewModel):
             gradient); and with `num_classes`, `"probe_logits"`: the online
             probe's logits on `stop_gradient(h)`.
         """
-        views = self._views(inputs)
+        views = self._views(inputs, training)
         features, z = self._encode(views, training)
         outputs = {"z": z, "h": features}
         if self.memory_size:

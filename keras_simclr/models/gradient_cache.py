@@ -213,6 +213,78 @@ def encode_in_chunks(encoder, head, views, chunk_size, paired=True, head_kwargs=
     return unchunk_rows(features, paired), unchunk_rows(z, paired)
 
 
+def augment_in_chunks(augmenter, images, chunk_size):
+    """Two random views of every image, drawn `chunk_size` images at a time:
+    `[view a of N images; view b of the same N]`.
+
+    The augmentation's intermediate images (crops, colour, blur: several
+    float32 copies of the views) then take the memory of one chunk; only the
+    views themselves are kept for the whole batch. Each chunk draws from the
+    augmenter's random state where the previous one left it (the state moves
+    on once per chunk), so the views are as random as one call on the whole
+    batch, but not the same draws. No gradient flows through the views.
+
+    Args:
+        augmenter: a built layer drawing one view of each image of a batch
+            (e.g. `SimCLRAugmentation`).
+        images: `(N, H, W, 3)`; `chunk_size` must divide `N`.
+        chunk_size: images per chunk.
+
+    Returns:
+        the `2N` views.
+    """
+    count = images.shape[0]
+    if count is not None and count % chunk_size:
+        raise ValueError(
+            "`micro_batch_size` must divide the number of images of a batch "
+            "(per replica under a distribution strategy). Received: "
+            f"{count} images per batch, micro_batch_size={chunk_size}"
+        )
+    chunks = chunk_rows(images, chunk_size, paired=False)
+    params = [v.value for v in augmenter.trainable_variables]
+    variables = list(augmenter.non_trainable_variables)
+
+    def draw(state, chunk):
+        # `[view a; view b]` of the chunk, as the model's one call on [x; x].
+        return augmenter.stateless_call(
+            params, state, ops.concatenate([chunk, chunk], axis=0), training=True
+        )
+
+    pair_spec = keras.KerasTensor((2 * chunk_size,) + tuple(images.shape[1:]), images.dtype)
+    views_spec = augmenter.compute_output_spec(pair_spec)
+    views, state = _serial_map(draw, [v.value for v in variables], chunks, views_spec)
+    for variable, value in zip(variables, state):
+        variable.assign(value)
+    return ops.stop_gradient(unchunk_rows(views, paired=True))
+
+
+def _serial_map(fn, state, chunks, output_spec):
+    """`fn(state, chunk) -> (output, state)` over the chunks, one at a time:
+    `(stacked outputs, final state)`."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        def step(state, chunk):
+            output, state = fn(state, chunk)
+            return state, output
+
+        state, outputs = jax.lax.scan(step, state, chunks)
+        return outputs, state
+    import tensorflow as tf
+
+    count = tf.shape(chunks)[0]
+    array = tf.TensorArray(output_spec.dtype, size=count, element_shape=output_spec.shape)
+
+    def body(index, state, array):
+        output, state = fn(state, chunks[index])
+        return index + 1, list(state), array.write(index, output)
+
+    _, state, array = tf.while_loop(
+        lambda index, *_: index < count, body, (0, list(state), array), parallel_iterations=1
+    )
+    return array.stack(), state
+
+
 def _jax_cached(network, params, floats, integers, chunks):
     """`(outputs, sums of the chunks' new float state, integer state)`."""
     import jax

@@ -225,7 +225,7 @@ class MoCoModel(TwoViewModel):
             `(N, 1 + K)` InfoNCE logits, positive first; and with
             `num_classes`, `"probe_logits"`.
         """
-        views = self._views(inputs)
+        views = self._views(inputs, training)
         view_q, view_k = ops.split(views, 2, axis=0)
         # Chunked with gradient caching under `micro_batch_size`: every
         # query's loss reads only its own key and the queue.

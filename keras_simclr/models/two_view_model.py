@@ -13,6 +13,7 @@ from keras_simclr.models import input_checks
 from keras_simclr.models import two_view_inputs
 from keras_simclr.models.backbone_encoder import as_feature_encoder
 from keras_simclr.models.base_model import BaseModel
+from keras_simclr.models.gradient_cache import augment_in_chunks
 from keras_simclr.models.gradient_cache import encode_in_chunks
 from keras_simclr.models.projection_head import ProjectionHead
 from keras_simclr.utils.validation import validate_micro_batch_size
@@ -82,6 +83,10 @@ class TwoViewModel(BaseModel):
 
     def build(self, input_shape):
         image_shape = self._image_shape(input_shape)
+        if self.augmenter is not None and not self.augmenter.built:
+            # Called in chunks through `stateless_call` under
+            # `micro_batch_size`, which needs it built.
+            self.augmenter.build(tuple(input_shape))
         if not self.encoder.built:
             self.encoder.build(image_shape)
         feature_shape = self.encoder.compute_output_shape(image_shape)
@@ -298,8 +303,9 @@ class TwoViewModel(BaseModel):
 
     # -- views and projections ------------------------------------------------
 
-    def _views(self, inputs):
-        """Returns the 2N views, view a of every image first."""
+    def _views(self, inputs, training=None):
+        """Returns the 2N views, view a of every image first (drawn in
+        chunks of `micro_batch_size` images in training)."""
         if self.augmenter is None:
             if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
                 raise two_view_inputs.pair_required(
@@ -319,6 +325,10 @@ class TwoViewModel(BaseModel):
                 f"x as a {type(inputs).__name__} of {len(inputs)}"
             )
         self._check_images(inputs.shape, "x")
+        if training and self.micro_batch_size is not None:
+            # Gradient caching: the augmentation's intermediate images take
+            # the memory of one chunk too.
+            return augment_in_chunks(self.augmenter, inputs, self.micro_batch_size)
         # One augmenter call on [x; x]: every image gets two independent
         # random views (all random draws are per image).
         return self.augmenter(ops.concatenate([inputs, inputs], axis=0), training=True)

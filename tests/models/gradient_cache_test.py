@@ -370,3 +370,28 @@ def test_tensorflow_runs_one_chunk_at_a_time():
                 loops.append(op.get_attr("parallel_iterations"))
     assert len(loops) >= 2  # the forward and the backward loop
     assert set(loops) == {1}
+
+
+def test_views_are_drawn_chunk_by_chunk_in_the_model_layout():
+    from keras_simclr.augment import SimCLRAugmentation
+    from keras_simclr.models.gradient_cache import augment_in_chunks
+
+    images = (np.random.default_rng(0).random((8, 16, 16, 3)) * 255).astype("uint8")
+    augmenter = SimCLRAugmentation(16, preset="cifar", seed=5)
+    augmenter.build(images.shape)
+    start = [np.asarray(v.value) for v in augmenter.non_trainable_variables]
+    views = keras.ops.convert_to_numpy(augment_in_chunks(augmenter, images, 4))
+    # The same draws by hand: each chunk of 4 images on [chunk; chunk], the
+    # random state carried from one chunk to the next.
+    state, expected = start, []
+    for chunk in (images[:4], images[4:]):
+        pair, state = augmenter.stateless_call([], state, np.concatenate([chunk, chunk]))
+        expected.append(keras.ops.convert_to_numpy(pair))
+    a = np.concatenate([expected[0][:4], expected[1][:4]])
+    b = np.concatenate([expected[0][4:], expected[1][4:]])
+    np.testing.assert_array_equal(views, np.concatenate([a, b]))
+    for variable, value in zip(augmenter.non_trainable_variables, state):
+        np.testing.assert_array_equal(np.asarray(variable.value), np.asarray(value))
+    assert not np.array_equal(views[:8], views[8:])  # two different views
+    with pytest.raises(ValueError, match=r"Received: 8 images per batch, micro_batch_size=3"):
+        augment_in_chunks(augmenter, images, 3)
