@@ -204,9 +204,14 @@ def encode_in_chunks(encoder, head, views, chunk_size, paired=True, head_kwargs=
             "Gradient caching (`micro_batch_size`) runs on the TensorFlow and "
             f"JAX backends. Received: backend {keras.backend.backend()!r}"
         )
-    outputs, float_sums, new_integers = cached(network, params, floats, integers, chunks)
+    outputs, changes, new_integers = cached(network, params, floats, integers, chunks)
+    # The mean of the chunks' updates, as a change: a float state that no
+    # chunk changes (e.g. a frozen layer's weights) stays bit-identical.
     count = ops.cast(ops.shape(chunks)[0], "float32")
-    new_floats = [ops.cast(ops.cast(total, "float32") / count, total.dtype) for total in float_sums]
+    new_floats = [
+        ops.cast(ops.cast(f, "float32") + ops.cast(c, "float32") / count, f.dtype)
+        for f, c in zip(floats, changes)
+    ]
     for variable, value in zip(network.state, network.merge(new_floats, new_integers)):
         variable.assign(value)
     features, z = outputs
@@ -286,7 +291,7 @@ def _serial_map(fn, state, chunks, output_spec):
 
 
 def _jax_cached(network, params, floats, integers, chunks):
-    """`(outputs, sums of the chunks' new float state, integer state)`."""
+    """`(outputs, sums of the chunks' changes of the float state, integer state)`."""
     import jax
     import jax.numpy as jnp
 
@@ -297,7 +302,8 @@ def _jax_cached(network, params, floats, integers, chunks):
         def step(carry, images):
             integers, float_sums = carry
             outputs, new_floats, integers = network(params, floats, integers, images)
-            return (integers, add(float_sums, new_floats)), outputs
+            changes = jax.tree.map(jnp.subtract, new_floats, floats)
+            return (integers, add(float_sums, changes)), outputs
 
         zeros = jax.tree.map(jnp.zeros_like, floats)
         (integers, float_sums), outputs = jax.lax.scan(step, (integers, zeros), chunks)
@@ -337,7 +343,7 @@ def _jax_cached(network, params, floats, integers, chunks):
 
 
 def _tf_cached(network, params, floats, integers, chunks):
-    """`(outputs, sums of the chunks' new float state, integer state)`."""
+    """`(outputs, sums of the chunks' changes of the float state, integer state)`."""
     import tensorflow as tf
 
     count = tf.shape(chunks)[0]
@@ -363,7 +369,7 @@ def _tf_cached(network, params, floats, integers, chunks):
         def body(index, integers, float_sums, arrays):
             outputs, new_floats, integers = network(params, floats, integers, chunks[index])
             arrays = [a.write(index, o) for a, o in zip(arrays, outputs)]
-            float_sums = [a + b for a, b in zip(float_sums, new_floats)]
+            float_sums = [a + (b - f) for a, b, f in zip(float_sums, new_floats, floats)]
             return index + 1, integers, float_sums, arrays
 
         zeros = [tf.zeros_like(f) for f in floats]

@@ -395,3 +395,19 @@ def test_views_are_drawn_chunk_by_chunk_in_the_model_layout():
     assert not np.array_equal(views[:8], views[8:])  # two different views
     with pytest.raises(ValueError, match=r"Received: 8 images per batch, micro_batch_size=3"):
         augment_in_chunks(augmenter, images, 3)
+
+
+def test_float_state_no_chunk_changes_stays_bit_identical():
+    # The moving averages move by the mean of the chunks' changes: a frozen
+    # layer's weights (non-trainable float state) are not averaged into
+    # rounding noise, with any number of chunks (here 3).
+    model = group_norm_model(4)  # noqa: F821
+    model.encoder.layers[0].trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    x = views(12)  # noqa: F821
+    model.build([v.shape for v in x])
+    frozen = [np.array(v.value) for v in model.encoder.layers[0].weights]
+    model.fit(x, batch_size=12, epochs=2, verbose=0)
+    for before, variable in zip(frozen, model.encoder.layers[0].weights):
+        np.testing.assert_array_equal(np.asarray(variable.value), before)
+    assert not model.encoder.layers[0].trainable_weights
