@@ -128,6 +128,17 @@ class _Network:
         return (features, z), new_floats, new_integers
 
 
+def _check_chunks(images, chunk_size):
+    """Raises unless `chunk_size` divides the number of `images` (if known)."""
+    if images is not None and images % chunk_size:
+        raise ValueError(
+            "`micro_batch_size` must divide the number of images of a batch "
+            "(per replica under a distribution strategy), so that every chunk "
+            f"holds the same number. Received: {images} images per batch, "
+            f"micro_batch_size={chunk_size}"
+        )
+
+
 def encode_in_chunks(encoder, head, views, chunk_size, paired=True, head_kwargs=None):
     """`(h, z)` of `views`, encoded `chunk_size` images at a time with
     gradient caching (training mode).
@@ -167,15 +178,7 @@ def encode_in_chunks(encoder, head, views, chunk_size, paired=True, head_kwargs=
           Batch Size under Memory Limited Setup, RepL4NLP 2021.
     """
     rows = views.shape[0]
-    per_chunk = 2 * chunk_size if paired else chunk_size
-    if rows is not None and rows % per_chunk:
-        images = rows // 2 if paired else rows
-        raise ValueError(
-            "`micro_batch_size` must divide the number of images of a batch "
-            "(per replica under a distribution strategy), so that every chunk "
-            f"holds the same number. Received: {images} images per batch, "
-            f"micro_batch_size={chunk_size}"
-        )
+    _check_chunks(rows if rows is None or not paired else rows // 2, chunk_size)
     if num_replicas_in_sync() > 1:
         synchronized = [
             layer.name
@@ -238,56 +241,81 @@ def augment_in_chunks(augmenter, images, chunk_size):
     Returns:
         the `2N` views.
     """
-    count = images.shape[0]
-    if count is not None and count % chunk_size:
-        raise ValueError(
-            "`micro_batch_size` must divide the number of images of a batch "
-            "(per replica under a distribution strategy). Received: "
-            f"{count} images per batch, micro_batch_size={chunk_size}"
-        )
+    _check_chunks(images.shape[0], chunk_size)
     chunks = chunk_rows(images, chunk_size, paired=False)
     params = [v.value for v in augmenter.trainable_variables]
     variables = list(augmenter.non_trainable_variables)
 
-    def draw(state, chunk):
+    def draw_step(state, chunk):
         # `[view a; view b]` of the chunk, as the model's one call on [x; x].
-        return augmenter.stateless_call(
+        views, state = augmenter.stateless_call(
             params, state, ops.concatenate([chunk, chunk], axis=0), training=True
         )
+        return list(state), [views]
 
     pair_spec = keras.KerasTensor((2 * chunk_size,) + tuple(images.shape[1:]), images.dtype)
-    views_spec = augmenter.compute_output_spec(pair_spec)
-    views, state = _serial_map(draw, [v.value for v in variables], chunks, views_spec)
+    state, (views,) = _serial_scan(
+        draw_step,
+        [v.value for v in variables],
+        chunks,
+        lambda: [augmenter.compute_output_spec(pair_spec)],
+    )
     for variable, value in zip(variables, state):
         variable.assign(value)
     return ops.stop_gradient(unchunk_rows(views, paired=True))
 
 
-def _serial_map(fn, state, chunks, output_spec):
-    """`fn(state, chunk) -> (output, state)` over the chunks, one at a time:
-    `(stacked outputs, final state)`."""
+def _serial_scan(step, carry, xs, output_specs=list):
+    """`jax.lax.scan(step, carry, xs)` on JAX and TensorFlow, one chunk at a
+    time: `step(carry, x) -> (carry, outputs)` over the chunks of `xs` (a
+    tensor or a structure of tensors, chunk first); returns `(carry, a list
+    of the stacked outputs)`.
+
+    TensorFlow stacks the outputs in `TensorArray`s of
+    `output_specs()` (KerasTensors, one per output); its loop runs one chunk
+    at a time (`parallel_iterations=1`): the chunks do not depend on each
+    other, and `tf.while_loop` would otherwise run up to 10 of them at once,
+    with their activations.
+    """
     if keras.backend.backend() == "jax":
         import jax
 
-        def step(state, chunk):
-            output, state = fn(state, chunk)
-            return state, output
-
-        state, outputs = jax.lax.scan(step, state, chunks)
-        return outputs, state
+        return jax.lax.scan(step, carry, xs)
     import tensorflow as tf
 
-    count = tf.shape(chunks)[0]
-    array = tf.TensorArray(output_spec.dtype, size=count, element_shape=output_spec.shape)
+    count = tf.shape(keras.tree.flatten(xs)[0])[0]
+    arrays = [
+        tf.TensorArray(spec.dtype, size=count, element_shape=spec.shape) for spec in output_specs()
+    ]
 
-    def body(index, state, array):
-        output, state = fn(state, chunks[index])
-        return index + 1, list(state), array.write(index, output)
+    def body(index, carry, arrays):
+        carry, outputs = step(carry, keras.tree.map_structure(lambda a: a[index], xs))
+        return index + 1, carry, [a.write(index, o) for a, o in zip(arrays, outputs)]
 
-    _, state, array = tf.while_loop(
-        lambda index, *_: index < count, body, (0, list(state), array), parallel_iterations=1
+    _, carry, arrays = tf.while_loop(
+        lambda index, *_: index < count, body, (0, carry, arrays), parallel_iterations=1
     )
-    return array.stack(), state
+    return carry, [a.stack() for a in arrays]
+
+
+def _forward(network, params, floats, integers, chunks):
+    """The first pass: `(outputs, sums of the chunks' changes of the float
+    state, integer state)`, no gradient kept."""
+
+    def step(carry, images):
+        integers, changes = carry
+        outputs, new_floats, integers = network(params, floats, integers, images)
+        changes = [c + (n - f) for c, n, f in zip(changes, new_floats, floats)]
+        return (list(integers), changes), list(outputs)
+
+    def output_specs():
+        chunk_spec = keras.KerasTensor(tuple(chunks.shape[1:]), dtype=chunks.dtype)
+        features_spec = network.encoder.compute_output_spec(chunk_spec)
+        return [features_spec, network.head.compute_output_spec(features_spec)]
+
+    zeros = [ops.zeros_like(f) for f in floats]
+    (integers, changes), outputs = _serial_scan(step, (list(integers), zeros), chunks, output_specs)
+    return outputs, changes, integers
 
 
 def _jax_cached(network, params, floats, integers, chunks):
@@ -295,27 +323,13 @@ def _jax_cached(network, params, floats, integers, chunks):
     import jax
     import jax.numpy as jnp
 
-    def add(a, b):
-        return jax.tree.map(jnp.add, a, b)
-
-    def scan_forward(params, floats, integers, chunks):
-        def step(carry, images):
-            integers, float_sums = carry
-            outputs, new_floats, integers = network(params, floats, integers, images)
-            changes = jax.tree.map(jnp.subtract, new_floats, floats)
-            return (integers, add(float_sums, changes)), outputs
-
-        zeros = jax.tree.map(jnp.zeros_like, floats)
-        (integers, float_sums), outputs = jax.lax.scan(step, (integers, zeros), chunks)
-        return outputs, float_sums, integers
-
     @jax.custom_vjp
     def cached(params, floats, integers, chunks):
-        return scan_forward(params, floats, integers, chunks)
+        return _forward(network, params, floats, integers, chunks)
 
     def cached_forward(params, floats, integers, chunks):
         # The residuals are the inputs: no activation is kept.
-        result = scan_forward(params, floats, integers, chunks)
+        result = _forward(network, params, floats, integers, chunks)
         return result, (params, floats, integers, chunks)
 
     def cached_backward(residuals, cotangents):
@@ -328,14 +342,14 @@ def _jax_cached(network, params, floats, integers, chunks):
 
             def outputs_of(p):
                 outputs, _, new_integers = network(p, floats, integers, images)
-                return outputs, new_integers
+                return list(outputs), new_integers
 
             _, pullback, integers = jax.vjp(outputs_of, params, has_aux=True)
             (chunk_grads,) = pullback(chunk_upstream)
-            return (integers, add(grads, chunk_grads)), None
+            return (integers, jax.tree.map(jnp.add, grads, chunk_grads)), []
 
         zeros = jax.tree.map(jnp.zeros_like, params)
-        (_, grads), _ = jax.lax.scan(step, (integers, zeros), (chunks, upstream))
+        (_, grads), _ = _serial_scan(step, (integers, zeros), (chunks, upstream))
         return grads, None, None, None
 
     cached.defvjp(cached_forward, cached_backward)
@@ -346,42 +360,14 @@ def _tf_cached(network, params, floats, integers, chunks):
     """`(outputs, sums of the chunks' changes of the float state, integer state)`."""
     import tensorflow as tf
 
-    count = tf.shape(chunks)[0]
     num_params, num_floats = len(params), len(floats)
-    chunk_spec = keras.KerasTensor(tuple(chunks.shape[1:]), dtype=chunks.dtype)
-    features_spec = network.encoder.compute_output_spec(chunk_spec)
-    z_spec = network.head.compute_output_spec(features_spec)
-
-    def loop(body, carry):
-        # One chunk at a time: the chunks do not depend on each other, and
-        # `tf.while_loop` would otherwise run up to 10 of them at once, with
-        # their activations.
-        return tf.while_loop(
-            lambda index, *_: index < count, body, (0,) + carry, parallel_iterations=1
-        )[1:]
-
-    def forward(params, floats, integers):
-        arrays = [
-            tf.TensorArray(spec.dtype, size=count, element_shape=spec.shape)
-            for spec in (features_spec, z_spec)
-        ]
-
-        def body(index, integers, float_sums, arrays):
-            outputs, new_floats, integers = network(params, floats, integers, chunks[index])
-            arrays = [a.write(index, o) for a, o in zip(arrays, outputs)]
-            float_sums = [a + (b - f) for a, b, f in zip(float_sums, new_floats, floats)]
-            return index + 1, integers, float_sums, arrays
-
-        zeros = [tf.zeros_like(f) for f in floats]
-        integers, float_sums, arrays = loop(body, (list(integers), zeros, arrays))
-        return [a.stack() for a in arrays], float_sums, integers
 
     @tf.custom_gradient
     def cached(*flat):
         params = list(flat[:num_params])
         floats = list(flat[num_params : num_params + num_floats])
         integers = list(flat[num_params + num_floats :])
-        outputs, float_sums, new_integers = forward(params, floats, integers)
+        outputs, float_sums, new_integers = _forward(network, params, floats, integers, chunks)
 
         def grad(*upstream):
             upstream = [
@@ -389,20 +375,22 @@ def _tf_cached(network, params, floats, integers, chunks):
                 for u, o in zip(upstream[:2], outputs)
             ]
 
-            def body(index, integers, grads):
+            def step(carry, chunk):
+                integers, grads = carry
+                images, chunk_upstream = chunk
                 with tf.GradientTape() as tape:
                     tape.watch(params)
-                    chunk_outputs, _, integers = network(params, floats, integers, chunks[index])
+                    chunk_outputs, _, integers = network(params, floats, integers, images)
                 chunk_grads = tape.gradient(
                     list(chunk_outputs),
                     params,
-                    output_gradients=[u[index] for u in upstream],
+                    output_gradients=chunk_upstream,
                     unconnected_gradients=tf.UnconnectedGradients.ZERO,
                 )
-                return index + 1, integers, [g + c for g, c in zip(grads, chunk_grads)]
+                return (list(integers), [g + c for g, c in zip(grads, chunk_grads)]), []
 
             zeros = [tf.zeros_like(p) for p in params]
-            _, grads = loop(body, (list(integers), zeros))
+            (_, grads), _ = _serial_scan(step, (list(integers), zeros), (chunks, upstream))
             return grads + [None] * (len(floats) + len(integers))
 
         return tuple(outputs) + tuple(float_sums) + tuple(new_integers), grad
